@@ -1,0 +1,135 @@
+import datasets
+import numpy as np
+import pytest
+
+from recpipe.data import DataFormatError, PrepareConfig, SourceTables, prepare
+from recpipe.data.movielens import ITEM_FEATURES
+from recpipe.data.schema import INTERACTION_FEATURES
+from recpipe.data.templates import TEMPLATES, front_article, render_item_text
+
+
+def make_tables(rows, item_ids=None):
+    users, items, ts, ratings = zip(*rows)
+    item_ids = item_ids or sorted(set(items))
+    return SourceTables(
+        interactions=datasets.Dataset.from_dict(
+            {"user_id": users, "item_id": items, "timestamp": ts, "rating": ratings}, features=INTERACTION_FEATURES
+        ),
+        items=datasets.Dataset.from_dict(
+            {"item_id": item_ids, "title": [f"Movie {i}" for i in item_ids], "genres": [["Drama"]] * len(item_ids)},
+            features=ITEM_FEATURES,
+        ),
+        name="synthetic",
+    )
+
+
+def random_rows(n_users=40, n_items=30, per_user=12, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        chosen = rng.choice(n_items, size=per_user, replace=False)
+        times = rng.integers(0, 50, size=per_user)  # few distinct values: many ties
+        rows += [(f"u{u}", f"i{i}", int(t), float(rng.integers(1, 6))) for i, t in zip(chosen, times)]
+    return rows
+
+
+def test_leave_one_out_invariants():
+    rows = random_rows()
+    dd, stats = prepare(make_tables(rows), PrepareConfig(min_user_interactions=1, min_item_interactions=1))
+    id_of = dict(zip(dd["items"]["item_index"], dd["items"]["item_id"]))
+    order = {}  # per user: the (timestamp, row) order of item ids
+    for row_no, (u, i, t, _) in enumerate(rows):
+        order.setdefault(u, []).append((t, row_no, i))
+    train = {r["user_id"]: r["item_ids"] for r in dd["train"]}
+    for valid, test in zip(dd["valid"], dd["test"]):
+        user = test["user_id"]
+        assert valid["user_id"] == user
+        chrono = [i for _, _, i in sorted(order[user])]
+        assert id_of[test["target"]] == chrono[-1]  # the latest
+        assert id_of[valid["target"]] == chrono[-2]  # the second latest
+        assert [id_of[i] for i in train[user]] == chrono[:-2]
+        assert test["target"] not in test["history"] and valid["target"] not in valid["history"]
+        assert test["history"][-1] == valid["target"]  # the test input is everything before the test target
+        # no interaction in two splits
+        assert valid["target"] not in train[user] and test["target"] not in train[user]
+        assert set(test["known_items"]) == set(train[user]) | {valid["target"]}
+    assert stats["splits"]["train_interactions"] == len(rows) - 2 * len(dd["test"])
+
+
+def test_tie_break_keeps_file_order():
+    rows = [("u", f"i{k}", 100, 5.0) for k in range(5)]
+    dd, stats = prepare(make_tables(rows), PrepareConfig(min_user_interactions=1, min_item_interactions=1))
+    id_of = dict(zip(dd["items"]["item_index"], dd["items"]["item_id"]))
+    assert id_of[dd["test"][0]["target"]] == "i4"
+    assert id_of[dd["valid"][0]["target"]] == "i3"
+    assert "row order" in stats["tie_break"]
+
+
+def test_k_core_is_iterative_and_counted():
+    # u3 has 2 interactions; dropping it leaves item "c" with 1 user, which then leaves u1 with 1 interaction.
+    rows = [("u1", "a", 1, 5.0), ("u1", "c", 2, 5.0), ("u2", "a", 1, 5.0), ("u2", "b", 2, 5.0)]
+    rows += [("u3", "c", 1, 5.0), ("u4", "a", 1, 5.0), ("u4", "b", 2, 5.0), ("u5", "a", 3, 5.0), ("u5", "b", 4, 5.0)]
+    dd, stats = prepare(make_tables(rows), PrepareConfig(min_user_interactions=2, min_item_interactions=2))
+    assert sorted(dd["items"]["item_id"]) == ["a", "b"]
+    assert stats["filtered"]["users"] == 3  # u2, u4, u5
+    assert stats["filtered_out"]["k_core"] == 3
+    with pytest.raises(DataFormatError, match="leaves no interactions"):
+        prepare(make_tables(rows), PrepareConfig(min_user_interactions=50))
+
+
+def test_duplicates_threshold_and_missing_metadata():
+    rows = random_rows(n_users=10, per_user=8)
+    rows += [rows[0], rows[1]]  # exact duplicates
+    rows += [("u0", "ghost", 999, 5.0)]
+    tables = make_tables(rows, item_ids=sorted({r[1] for r in rows} - {"ghost"}))
+    with pytest.raises(DataFormatError, match="without metadata"):
+        prepare(tables, PrepareConfig(min_user_interactions=1, min_item_interactions=1))
+    cfg = PrepareConfig(min_user_interactions=1, min_item_interactions=1, on_bad_record="skip", rating_threshold=4)
+    dd, stats = prepare(tables, cfg)
+    assert stats["filtered_out"]["duplicate_interactions"] == 2
+    assert stats["filtered_out"]["no_item_metadata"] == 1
+    low = sum(1 for r in rows[:-3] if r[3] < 4)
+    assert stats["filtered_out"]["below_rating_threshold"] == low
+    assert stats["filtered"]["interactions"] == len(rows) - 3 - low
+
+
+def test_temporal_split_respects_cutoffs():
+    rows = random_rows(n_users=30, per_user=10, seed=3)
+    rows = [(u, i, t * 1000 + k, r) for k, (u, i, t, r) in enumerate(rows)]  # distinct times
+    cfg = PrepareConfig(min_user_interactions=1, min_item_interactions=1, split="temporal")
+    dd, stats = prepare(make_tables(rows), cfg)
+    t_valid, t_test = stats["splits"]["valid_from_timestamp"], stats["splits"]["test_from_timestamp"]
+    time_of = {}
+    for u, i, t, _ in rows:
+        time_of[(u, i)] = t
+    id_of = dict(zip(dd["items"]["item_index"], dd["items"]["item_id"]))
+    for split, lo, hi in (("valid", t_valid, t_test), ("test", t_test, float("inf"))):
+        assert len(dd[split]) > 0
+        for ex in dd[split]:
+            t = time_of[(ex["user_id"], id_of[ex["target"]])]
+            assert lo <= t < hi
+            assert all(time_of[(ex["user_id"], id_of[h])] < t for h in ex["history"])
+    for ex in dd["train"]:
+        assert all(time_of[(ex["user_id"], id_of[i])] < t_valid for i in ex["item_ids"])
+
+
+def test_history_is_truncated_to_max_history():
+    rows = [("u", f"i{k}", k, 5.0) for k in range(30)]
+    dd, _ = prepare(make_tables(rows), PrepareConfig(min_user_interactions=1, min_item_interactions=1, max_history=5))
+    assert len(dd["test"][0]["history"]) == 5
+    assert len(dd["test"][0]["known_items"]) == 29
+
+
+def test_item_text_template():
+    assert front_article("Usual Suspects, The (1995)") == "The Usual Suspects (1995)"
+    assert front_article("Heat (1995)") == "Heat (1995)"
+    text = render_item_text(
+        {"title": "Toy Story (1995)", "genres": ["Animation", "Children's", "Comedy"]}, TEMPLATES["movielens"]
+    )
+    assert text == "Title: Toy Story (1995). Genres: Animation, Children's, Comedy."
+    amazon = render_item_text(
+        {"title": "Pen", "store": None, "categories": [], "features": ["blue"], "description": ["word " * 200]},
+        TEMPLATES["amazon2023"],
+    )
+    assert amazon.startswith("Title: Pen. Features: blue. Description: word")
+    assert len(amazon) < 360 and "Store" not in amazon
