@@ -54,8 +54,10 @@ def make_windows(train: datasets.Dataset, max_history: int) -> datasets.Dataset:
 
 
 def make_item_pairs(train: datasets.Dataset, extra_items: int = 0, num_items: int = 0) -> datasets.Dataset:
-    """Item–item relation pairs: consecutive distinct items in training sequences (deduplicated). Items of the
-    pretraining corpus outside the catalogue (indices ``num_items + 1 ...``) come as single rows (``b = 0``) for MLM."""
+    """Item–item relation pairs: consecutive distinct items in training sequences (deduplicated).
+
+    Items of the pretraining corpus outside the catalogue (indices ``num_items + 1 ...``) come as single rows
+    (``b = 0``), for MLM only."""
     pairs = set()
     for seq in train["item_ids"]:
         pairs.update((a, b) for a, b in zip(seq[:-1], seq[1:]) if a != b)
@@ -153,10 +155,9 @@ class EvalCollator:
     max_history: int
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        length = max(1, max(len(r["history"]) for r in rows))
-        history = torch.zeros(len(rows), length, dtype=torch.long)
-        for k, r in enumerate(rows):
-            h = r["history"][-self.max_history :]
+        histories = [r["history"][-self.max_history :] for r in rows]
+        history = torch.zeros(len(rows), max(1, max(map(len, histories))), dtype=torch.long)
+        for k, h in enumerate(histories):
             history[k, : len(h)] = torch.as_tensor(h, dtype=torch.long)
         return {
             "input_items": history,

@@ -77,6 +77,9 @@ class ModelArguments:
         metadata={"help": "Module names that get adapters."},
     )
     adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA: initial rank per matrix."})
+    inference_dtype: Literal["float32", "bfloat16"] = field(
+        default="bfloat16", metadata={"help": "Autocast dtype when encoding the catalogue (eval and serving)."}
+    )
     init_from: str | None = field(
         default=None, metadata={"help": "A recpipe checkpoint whose trainable weights initialise this model."}
     )

@@ -66,7 +66,7 @@ def evaluate_split(
     users, targets, rows = user_vectors(model, table, split, batch_size, accelerator)
     exclude = None
     if exclude_history:
-        known = split["known_items"]
+        known = list(split["known_items"])
         exclude = [known[r] for r in rows.tolist()]
     return full_ranking_metrics(
         users, table.float().cpu(), targets, exclude=exclude, ks=ks, item_popularity=item_popularity, prefix=prefix

@@ -36,7 +36,9 @@ Sequential recommender trained with recpipe on **{data_args.dataset}**: item tow
 {filt["users"]:,} users, {filt["items"]:,} items, {filt["interactions"]:,} interactions after filtering
 ({stats["raw"]["interactions"]:,} raw); split `{stats["config"]["split"]}`; tie-break: {stats["tie_break"]}.
 
-## Test metrics (full ranking over the whole catalogue, ties pessimistic, known items excluded: {training_args.exclude_history})
+## Test metrics
+Full ranking over the whole catalogue, ties pessimistic, known items excluded: {training_args.exclude_history}.
+
 | metric | value |
 | --- | --- |
 {rows}

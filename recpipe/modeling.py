@@ -136,12 +136,16 @@ class RecModel(nn.Module):
         self.eval()
         ids, mask = tokenized_items["input_ids"], tokenized_items["attention_mask"]
         device = self.text_cache.device
+        # Sorting by length lets each batch be cut to its own longest text (dynamic padding, bucketing by length).
+        order = torch.argsort(mask.sum(1), descending=True)
+        use_bf16 = self.args.inference_dtype == "bfloat16"
         steps = range(0, ids.shape[0], batch_size)
         for start in tqdm(steps, desc="encoding items", disable=not progress, leave=False):
-            end = min(start + batch_size, ids.shape[0])
-            width = int(mask[start:end].sum(1).max())  # dynamic padding: cut the batch to its longest text
-            pooled, _ = self.encode_text(ids[start:end, :width].to(device), mask[start:end, :width].to(device))
-            self.text_cache[start + 1 : end + 1] = pooled.to(self.text_cache.dtype)
+            rows = order[start : start + batch_size]
+            width = int(mask[rows].sum(1).max())
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                pooled, _ = self.encode_text(ids[rows, :width].to(device), mask[rows, :width].to(device))
+            self.text_cache[rows.to(device) + 1] = pooled.to(self.text_cache.dtype)
         self.train(was_training)
 
     # ---- user tower and scores ----

@@ -43,9 +43,8 @@ class RecipeParser(HfArgumentParser):
         known = {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(
-                f"{path}: unknown keys {unknown}; every key must be a field of {[c.__name__ for c in self.dataclass_types]}"
-            )
+            names = [c.__name__ for c in self.dataclass_types]
+            raise ValueError(f"{path}: unknown keys {unknown}; every key must be a field of {names}")
         self.set_defaults(**config)
         # a YAML default satisfies a required flag
         for action in self._actions:

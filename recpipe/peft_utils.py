@@ -105,5 +105,9 @@ class AdaLoraCallback(TrainerCallback):
 
 
 def adalora_rank_budget(model: PeftModel) -> int:
-    """The number of singular values AdaLoRA keeps (non-zero entries of every ``lora_E``)."""
-    return int(sum((p != 0).sum().item() for n, p in model.named_parameters() if "lora_E" in n))
+    """The number of singular values AdaLoRA keeps over all adapted matrices: its rank pattern once allocation has
+    started, the initial rank of every matrix before."""
+    config = model.peft_config[model.active_adapter]
+    if config.rank_pattern:
+        return int(sum(sum(bool(x) for x in mask) for mask in config.rank_pattern.values()))
+    return int(sum(p.shape[0] for n, p in model.named_parameters() if "lora_E" in n))

@@ -70,16 +70,13 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     set_seed(args.seed)
     num_items = len(dd["items"])
     if stage == "pretrain":
-        extra = [
-            t
-            for i, t in zip(dd["pretrain"]["item_id"], dd["pretrain"]["text"])
-            if i not in set(dd["items"]["item_id"])
-        ]
+        catalogue = set(dd["items"]["item_id"])
+        extra = [t for i, t in zip(dd["pretrain"]["item_id"], dd["pretrain"]["text"]) if i not in catalogue]
         train_ds = make_item_pairs(dd["train"], extra_items=len(extra), num_items=num_items)
-        texts = dd["items"]["text"] + extra
+        texts = list(dd["items"]["text"]) + extra
     else:
         train_ds = make_windows(dd["train"], data_args.max_history)
-        texts = dd["items"]["text"]
+        texts = list(dd["items"]["text"])
     total_steps = (
         args.max_steps
         if args.max_steps > 0

@@ -1,0 +1,285 @@
+"""Readers for the Amazon Reviews 2023 and 2018 dumps (reviews plus item metadata, JSON lines, optionally gzipped).
+
+Both stream the files into memory-mapped Arrow tables (see :func:`recpipe.data.generic.build_dataset`), so a
+category of tens of gigabytes is read with a small, constant amount of memory. Review texts are not kept: the item
+text comes from the metadata file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from recpipe.data.generic import build_dataset, merge_counts, text_list_value, text_value
+from recpipe.data.schema import (
+    INTERACTION_FEATURES,
+    BadRecordPolicy,
+    BadRecords,
+    SourceTables,
+    iter_json_lines,
+    normalize_timestamp,
+    parse_rating,
+    require_text,
+)
+
+AMAZON_2023_URL = "https://amazon-reviews-2023.github.io/"
+AMAZON_2018_URL = "https://nijianmo.github.io/amazon/"
+
+_TEXT_LIST = datasets.List(datasets.Value("string"))
+AMAZON_2023_ITEM_FEATURES = datasets.Features(
+    {
+        "item_id": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "store": datasets.Value("string"),
+        "categories": _TEXT_LIST,
+        "features": _TEXT_LIST,
+        "description": _TEXT_LIST,
+    }
+)
+AMAZON_2018_ITEM_FEATURES = datasets.Features(
+    {
+        "item_id": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "brand": datasets.Value("string"),
+        "categories": _TEXT_LIST,
+        "description": _TEXT_LIST,
+    }
+)
+
+# (source field, item column, is a list, counts as item text)
+_META_2023 = (
+    ("title", "title", False, True),
+    ("store", "store", False, False),
+    ("categories", "categories", True, False),
+    ("features", "features", True, True),
+    ("description", "description", True, True),
+)
+_META_2018 = (
+    ("title", "title", False, True),
+    ("brand", "brand", False, False),
+    ("category", "categories", True, False),
+    ("description", "description", True, True),
+)
+# (user field, item field, rating field, timestamp field)
+_REVIEWS_2023 = ("user_id", "parent_asin", "rating", "timestamp")
+_REVIEWS_2018 = ("reviewerID", "asin", "overall", "unixReviewTime")
+
+
+def read_amazon_2023(
+    reviews_path: str | os.PathLike,
+    meta_path: str | os.PathLike,
+    on_bad_record: BadRecordPolicy = "error",
+    cache_dir: str | os.PathLike | None = None,
+) -> SourceTables:
+    """Read one category of Amazon Reviews 2023 (`<Category>.jsonl[.gz]` and `meta_<Category>.jsonl[.gz]`).
+
+    Args:
+        reviews_path (`str` or `os.PathLike`):
+            The reviews file; its `user_id`, `parent_asin`, `rating` and `timestamp` (milliseconds) are kept.
+        meta_path (`str` or `os.PathLike`):
+            The item metadata file; its `parent_asin`, `title`, `store`, `categories`, `features` and
+            `description` are kept.
+        on_bad_record (`str`, defaults to `"error"`):
+            `"error"` raises a [`DataFormatError`] naming the file and line at the first bad record; `"skip"` skips
+            bad records and counts them by kind (`invalid_json`, `non_utf8`, `missing_field`, `wrong_type`,
+            `bad_rating`, `bad_timestamp`, `empty_item_text`). Repeated `parent_asin` lines in the metadata are
+            never an error: the first is kept, the others are counted as `duplicate_item`.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where the Arrow tables are cached; defaults to the `datasets` cache. A changed file is read again.
+
+    Returns:
+        [`SourceTables`]: interactions (`user_id`, `item_id` = `parent_asin`, `timestamp` in seconds, `rating`) in
+        file order, and items (`item_id`, `title`, `store`, `categories`, `features`, `description`) where null
+        becomes `""` or `[]` and a string where a list is expected becomes a one-element list. An item whose
+        title, features and description are all empty is a bad record (`empty_item_text`).
+
+    Raises:
+        `FileNotFoundError`: a file does not exist.
+        [`DataFormatError`]: a bad record under the `"error"` policy, a truncated gzip file, or no valid record.
+
+    Example:
+
+    ```py
+    >>> reviews, meta = find_amazon_files("data/amazon", "All_Beauty")
+    >>> tables = read_amazon_2023(reviews, meta, on_bad_record="skip")
+    ```
+    """
+    return _read_amazon(reviews_path, meta_path, 2023, on_bad_record, cache_dir)
+
+
+def read_amazon_2018(
+    reviews_path: str | os.PathLike,
+    meta_path: str | os.PathLike,
+    on_bad_record: BadRecordPolicy = "error",
+    cache_dir: str | os.PathLike | None = None,
+) -> SourceTables:
+    """Read one category of Amazon Reviews 2018 (`<Category>.json[.gz]` and `meta_<Category>.json[.gz]`, JSON lines).
+
+    Args:
+        reviews_path (`str` or `os.PathLike`):
+            The reviews file; its `reviewerID`, `asin`, `overall` and `unixReviewTime` (seconds) are kept.
+        meta_path (`str` or `os.PathLike`):
+            The item metadata file; its `asin`, `title`, `brand`, `category` and `description` are kept.
+        on_bad_record (`str`, defaults to `"error"`):
+            As for [`read_amazon_2023`].
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where the Arrow tables are cached; defaults to the `datasets` cache. A changed file is read again.
+
+    Returns:
+        [`SourceTables`]: interactions (`user_id`, `item_id` = `asin`, `timestamp`, `rating`) in file order, and
+        items (`item_id`, `title`, `brand`, `categories`, `description`), normalised as for
+        [`read_amazon_2023`]; an item with an empty title and description is a bad record (`empty_item_text`).
+
+    Raises:
+        `FileNotFoundError`: a file does not exist.
+        [`DataFormatError`]: a bad record under the `"error"` policy, a truncated gzip file, or no valid record.
+    """
+    return _read_amazon(reviews_path, meta_path, 2018, on_bad_record, cache_dir)
+
+
+def _read_amazon(
+    reviews_path: str | os.PathLike,
+    meta_path: str | os.PathLike,
+    version: int,
+    on_bad_record: BadRecordPolicy,
+    cache_dir: str | os.PathLike | None,
+) -> SourceTables:
+    BadRecords(on_bad_record)
+    for path in (reviews_path, meta_path):
+        if not os.path.exists(path):
+            url = AMAZON_2023_URL if version == 2023 else AMAZON_2018_URL
+            raise FileNotFoundError(f"{path}: no such file (Amazon Reviews {version} files are at {url})")
+    interactions, skipped = build_dataset(
+        _review_rows,
+        reviews_path,
+        INTERACTION_FEATURES,
+        "interactions",
+        on_bad_record,
+        cache_dir,
+        options={"version": version},
+    )
+    items, items_skipped = build_dataset(
+        _meta_rows,
+        meta_path,
+        AMAZON_2023_ITEM_FEATURES if version == 2023 else AMAZON_2018_ITEM_FEATURES,
+        "items",
+        on_bad_record,
+        cache_dir,
+        options={"version": version},
+        writer_batch_size=1_000,
+    )
+    category = Path(reviews_path).name.split(".")[0]
+    return SourceTables(
+        interactions=interactions,
+        items=items,
+        skipped=merge_counts(skipped, items_skipped),
+        name=f"amazon{version}-{category}",
+    )
+
+
+def _review_rows(path: str, bad: BadRecords, version: int) -> Iterator[dict[str, Any]]:
+    user_key, item_key, rating_key, time_key = _REVIEWS_2023 if version == 2023 else _REVIEWS_2018
+    for line, record in iter_json_lines(path, bad):
+        user = require_text(record, user_key, path, line, bad)
+        if user is None:
+            continue
+        item = require_text(record, item_key, path, line, bad)
+        if item is None:
+            continue
+        rating = parse_rating(record.get(rating_key), path, line, bad)
+        if rating is None:
+            continue
+        ts = normalize_timestamp(record.get(time_key), path, line, bad)
+        if ts is None:
+            continue
+        yield {"user_id": user, "item_id": item, "timestamp": ts, "rating": rating}
+
+
+def _meta_rows(path: str, bad: BadRecords, version: int) -> Iterator[dict[str, Any]]:
+    id_key, fields = ("parent_asin", _META_2023) if version == 2023 else ("asin", _META_2018)
+    text_columns = [column for _, column, _, is_text in fields if is_text]
+    seen: set[str] = set()
+    for line, record in iter_json_lines(path, bad):
+        item_id = require_text(record, id_key, path, line, bad)
+        if item_id is None:
+            continue
+        row: dict[str, Any] = {"item_id": item_id}
+        for key, column, is_list, _ in fields:
+            normalise = text_list_value if is_list else text_value
+            value = normalise(record.get(key), key, path, line, bad)
+            if value is None:
+                break
+            row[column] = value
+        else:
+            if not any(row[column] for column in text_columns):
+                bad.report(
+                    "empty_item_text", path, line, f"item {item_id!r} has an empty {' and '.join(text_columns)}"
+                )
+                continue
+            if item_id in seen:
+                # Not an error under any policy: the metadata dumps repeat some items; the first line wins.
+                bad.counts["duplicate_item"] += 1
+                continue
+            seen.add(item_id)
+            yield row
+
+
+def find_amazon_files(data_dir: str | os.PathLike, category: str, version: int = 2023) -> tuple[Path, Path]:
+    """Find the reviews and metadata files of one Amazon category, gzipped or not.
+
+    Looks for `<Category>.jsonl.gz` (then `.jsonl`) and `meta_<Category>.jsonl.gz` (then `.jsonl`) for 2023, and
+    `<Category>.json.gz` (then `.json`) and `meta_<Category>.json.gz` (then `.json`) for 2018. For a 2018 5-core
+    file (`<Category>_5.json.gz`), the metadata is `meta_<Category>.json.gz`.
+
+    Args:
+        data_dir (`str` or `os.PathLike`):
+            The directory holding the files.
+        category (`str`):
+            The category as spelt in the file names, e.g. `"All_Beauty"` or `"Video_Games"`.
+        version (`int`, defaults to 2023):
+            2023 or 2018.
+
+    Returns:
+        `tuple[Path, Path]`: the reviews and metadata paths.
+
+    Raises:
+        `FileNotFoundError`: a file is missing; the message names the files to put in ``data_dir`` and where to
+        download them.
+    """
+    if version not in (2018, 2023):
+        raise ValueError(f"version must be 2023 or 2018, got {version!r}")
+    data_dir = Path(data_dir)
+    ext = ".jsonl" if version == 2023 else ".json"
+    meta_category = category[:-2] if version == 2018 and category.endswith("_5") else category
+    wanted = {"reviews": f"{category}{ext}", "metadata": f"meta_{meta_category}{ext}"}
+    found, missing = {}, []
+    for role, name in wanted.items():
+        for candidate in (data_dir / f"{name}.gz", data_dir / name):
+            if candidate.is_file():
+                found[role] = candidate
+                break
+        else:
+            missing.append(f"{data_dir / name}.gz (or {name})")
+    if not missing:
+        return found["reviews"], found["metadata"]
+
+    if version == 2023:
+        how = (
+            f"Download them from {AMAZON_2023_URL} ('Grouped by Category': the review file {category}.jsonl.gz and "
+            f"the meta file meta_{category}.jsonl.gz)"
+        )
+    else:
+        how = (
+            f"Download them from {AMAZON_2018_URL} (per category: the 'reviews' or '5-core' file and the 'metadata' "
+            f"file, {category}.json.gz and meta_{meta_category}.json.gz)"
+        )
+    present = sorted(p.name for p in data_dir.glob("*.json*")) if data_dir.is_dir() else []
+    there = f" {data_dir} holds {present[:20]}." if present else f" {data_dir} has no JSON files."
+    raise FileNotFoundError(
+        f"Amazon Reviews {version} category {category!r}: missing {' and '.join(missing)}. {how} and put them in "
+        f"{data_dir}/, gzipped or not.{there}"
+    )

@@ -1,0 +1,207 @@
+"""The trainer's promises on tiny random models: the loss is the sum of its logged parts, what should train does,
+what should stay frozen does, checkpoints reload exactly, pretraining lowers held-out MLM loss."""
+
+import json
+
+import pytest
+import torch
+from conftest import NUM_ITEMS, item_text, synthetic_prepared
+
+from recpipe.collators import FreshItemEncoder, PairCollator, SequenceCollator, make_windows, tokenize_items
+from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
+from recpipe.evaluation import evaluate_split
+from recpipe.modeling import UserTower, build_model, load_checkpoint
+from recpipe.peft_utils import adalora_rank_budget
+from recpipe.pipeline import item_popularity, run, run_stage
+from recpipe.trainer import RecTrainer
+
+
+def model_args(tiny_model_dir, **kw):
+    base = dict(model_name_or_path=tiny_model_dir, hidden_size=16, user_layers=1, user_heads=2, user_dropout=0.0)
+    base["lora_target_modules"] = ["query", "value"]
+    base["inference_dtype"] = "float32"
+    return ModelArguments(**{**base, **kw})
+
+
+def training_args(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=64,
+        learning_rate=5e-3,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        weight_decay=0.0,
+        max_fresh_items=16,
+        mlm_weight=0.5,
+        rel_weight=0.3,
+        use_cpu=True,
+        seed=0,
+    )
+    return RecTrainingArguments(**{**base, **kw})
+
+
+def make_trainer(tiny_model_dir, tmp_path, margs=None, **targs):
+    dd, _ = synthetic_prepared()
+    margs = margs or model_args(tiny_model_dir)
+    args = training_args(tmp_path, **targs)
+    model, tokenizer = build_model(margs, NUM_ITEMS, 10, total_steps=args.max_steps)
+    from transformers import DataCollatorForLanguageModeling
+
+    tokens = tokenize_items(list(dd["items"]["text"]), tokenizer, 16) if tokenizer else None
+    mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3) if tokenizer else None
+    trainer = RecTrainer(
+        model=model,
+        args=args,
+        train_dataset=make_windows(dd["train"], 10),
+        eval_dataset=dd["valid"],
+        data_collator=SequenceCollator(FreshItemEncoder(tokens, mlm, args.max_fresh_items)),
+        item_tokens=tokens,
+        popularity=item_popularity(dd["train"], NUM_ITEMS),
+    )
+    return trainer, dd, tokens
+
+
+def test_combined_loss_is_the_weighted_sum_of_logged_parts(tiny_model_dir, tmp_path):
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h and "rec_loss" in h]
+    assert len(logs) == 4
+    for h in logs:
+        assert h["mlm_loss"] > 0 and h["rel_loss"] > 0 and h["rec_loss"] > 0
+        assert h["loss"] == pytest.approx(h["rec_loss"] + h["mlm_loss"] + h["rel_loss"], rel=1e-4)
+        assert "perplexity" in h
+
+
+def test_every_trainable_parameter_changes_full_finetuning(tiny_model_dir, tmp_path):
+    margs = model_args(tiny_model_dir, peft_type="none", use_item_ids=True)
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, max_fresh_items=NUM_ITEMS)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    unchanged = [n for n, p in before.items() if torch.equal(p, after[n])]
+    assert not unchanged, f"parameters that did not train: {unchanged}"
+
+
+@pytest.mark.parametrize("peft_type", ["lora", "adalora", "ia3"])
+def test_peft_keeps_base_weights_and_trains_adapters(tiny_model_dir, tmp_path, peft_type):
+    margs = model_args(tiny_model_dir, peft_type=peft_type)
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, max_steps=6)
+    named = dict(trainer.model.named_parameters())
+    adapter_keys = [n for n in named if any(k in n for k in ("lora_", "ia3_"))]
+    base_keys = [n for n, p in named.items() if n.startswith("encoder.") and not p.requires_grad]
+    assert adapter_keys and base_keys
+    before = {n: named[n].detach().clone() for n in adapter_keys + base_keys}
+    trainer.train()
+    for n in base_keys:
+        assert torch.equal(before[n], named[n]), f"base weight {n} changed"
+    changed = [n for n in adapter_keys if not torch.equal(before[n], named[n])]
+    assert changed, "no adapter weight changed"
+    assert all(named["user_tower.norm.weight"].requires_grad for _ in [0])
+
+
+def test_adalora_rank_budget_shrinks_and_regulariser_is_in_the_loss(tiny_model_dir, tmp_path):
+    margs = model_args(tiny_model_dir, peft_type="adalora", adalora_init_r=6, lora_r=2)
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, max_steps=30)
+    initial = adalora_rank_budget(trainer.model.encoder)
+    trainer.train()
+    final = adalora_rank_budget(trainer.model.encoder)
+    assert final < initial, (initial, final)
+    logs = [h for h in trainer.state.log_history if "orth_loss" in h]
+    assert logs and all(h["orth_loss"] > 0 for h in logs)
+    for h in logs:
+        parts = h["rec_loss"] + h["mlm_loss"] + h["rel_loss"] + h["orth_loss"]
+        assert h["loss"] == pytest.approx(parts, rel=1e-4)
+
+
+def test_checkpoint_reloads_to_identical_scores(tiny_model_dir, tmp_path):
+    trainer, dd, tokens = make_trainer(tiny_model_dir, tmp_path, eval_strategy="no")
+    trainer.train()
+    trainer.save_model(str(tmp_path / "ckpt"))
+    metrics = evaluate_split(trainer.model, dd["test"], tokens, prefix="test_")
+    model, _, config = load_checkpoint(tmp_path / "ckpt")
+    assert config["num_items"] == NUM_ITEMS
+    again = evaluate_split(model, dd["test"], tokens, prefix="test_")
+    assert metrics == again
+    from recpipe.evaluation import item_vectors
+
+    assert torch.equal(item_vectors(trainer.model, tokens), item_vectors(model, tokens))
+
+
+def test_user_tower_train_and_eval_modes_agree_without_dropout():
+    tower = UserTower(dim=8, max_len=6, layers=2, heads=2, dropout=0.0)
+    x = torch.randn(3, 6, 8)
+    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    tower.train()
+    a = tower(x, mask)
+    tower.eval()
+    with torch.no_grad():
+        b = tower(x, mask)
+    assert torch.isfinite(a).all() and torch.isfinite(b).all()
+    assert torch.allclose(a[mask], b[mask], atol=1e-5)
+    # causal: the state at position t does not depend on later items
+    x2 = x.clone()
+    x2[0, 4:] = torch.randn(2, 8)
+    with torch.no_grad():
+        c = tower(x2, mask)
+    assert torch.allclose(b[0, :4], c[0, :4], atol=1e-5)
+
+
+def heldout_mlm_loss(model, tokenizer, texts, seed=0):
+    from transformers import DataCollatorForLanguageModeling
+
+    enc = tokenizer(texts, padding=True, return_tensors="pt", return_special_tokens_mask=True)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3)
+    torch.manual_seed(seed)
+    ids, labels = collator.torch_mask_tokens(enc["input_ids"].clone(), enc["special_tokens_mask"])
+    model.eval()
+    with torch.no_grad():
+        _, loss = model.encode_text(ids, enc["attention_mask"], labels)
+    return loss.item()
+
+
+def test_pretraining_lowers_heldout_mlm_loss(tiny_model_dir, tmp_path):
+    dd, stats = synthetic_prepared()
+    heldout = [item_text(i) for i in range(NUM_ITEMS)]
+    margs = model_args(tiny_model_dir, peft_type="none")
+    args = training_args(tmp_path, max_steps=40, learning_rate=1e-2, mlm_weight=1.0, rel_weight=0.5)
+    data_args = DataArguments(max_history=10, prepared_dir=str(tmp_path / "unused"))
+    model0, tokenizer = build_model(margs, NUM_ITEMS, 10)
+    before = heldout_mlm_loss(model0, tokenizer, heldout)
+    trainer, _ = run_stage("pretrain", data_args, margs, args, dd, stats)
+    after = heldout_mlm_loss(trainer.model, tokenizer, heldout)
+    assert after < before - 0.3, (before, after)
+    logs = [h for h in trainer.state.log_history if "mlm_loss" in h]
+    assert logs and all("rel_loss" in h for h in logs)
+    assert isinstance(trainer.data_collator, PairCollator)
+
+
+def test_pipeline_end_to_end_learns_and_saves(tiny_model_dir, tmp_path, prepared_dir):
+    margs = model_args(tiny_model_dir, use_item_ids=True)
+    args = training_args(
+        tmp_path,
+        max_steps=120,
+        learning_rate=2e-2,
+        eval_strategy="steps",
+        eval_steps=60,
+        save_strategy="steps",
+        save_steps=60,
+        load_best_model_at_end=True,
+        metric_for_best_model="ndcg@10",
+        stages=["pretrain", "finetune"],
+        pretrain_max_steps=5,
+    )
+    data_args = DataArguments(max_history=10, prepared_dir=prepared_dir)
+    metrics = run(data_args, margs, args)
+    # the synthetic pattern (i is followed by i+1) is learnable: far above chance (10 of the 30 unseen items)
+    assert metrics["test_recall@10"] > 0.45
+    out = tmp_path / "out"
+    assert json.loads((out / "test_results.json").read_text())["test_ndcg@10"] == pytest.approx(
+        metrics["test_ndcg@10"]
+    )
+    assert (out / "README.md").is_file() and (out / "pretrain" / "recpipe_weights.safetensors").is_file()
+    eval_logs = [h for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "eval_ndcg@10" in h]
+    assert len(eval_logs) == 2
