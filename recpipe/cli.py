@@ -89,6 +89,89 @@ def _print_stats(stats: dict) -> None:
     print(f"tie-break: {stats['tie_break']}")
 
 
+def cmd_train(ns: argparse.Namespace, rest: list[str]) -> None:
+    from recpipe.parser import RecipeParser
+    from recpipe.pipeline import run
+
+    run(*RecipeParser().parse_recipe(rest))
+
+
+def _checkpoint_split(ns: argparse.Namespace):
+    from recpipe.collators import tokenize_items
+    from recpipe.data import load_prepared
+    from recpipe.modeling import load_checkpoint
+
+    model, tokenizer, config = load_checkpoint(ns.checkpoint)
+    dd, _ = load_prepared(ns.prepared_dir or config["data_args"]["prepared_dir"])
+    tokens = tokenize_items(list(dd["items"]["text"]), tokenizer, model.args.max_text_length) if tokenizer else None
+    return model, config, dd, tokens
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> None:
+    from recpipe.evaluation import evaluate_split
+    from recpipe.pipeline import item_popularity
+
+    model, config, dd, tokens = _checkpoint_split(ns)
+    train_cfg = json.loads((Path(ns.checkpoint) / "training_args.json").read_text())
+    metrics = evaluate_split(
+        model,
+        dd[ns.split],
+        tokens,
+        ks=train_cfg.get("eval_ks", [5, 10, 20]),
+        exclude_history=train_cfg.get("exclude_history", True),
+        batch_size=train_cfg.get("per_device_eval_batch_size", 256),
+        prefix=f"{ns.split}_",
+        item_popularity=item_popularity(dd["train"], len(dd["items"])),
+    )
+    metrics[f"{ns.split}_exclude_history"] = float(train_cfg.get("exclude_history", True))
+    out = Path(ns.output or Path(ns.checkpoint) / f"eval_{ns.split}_results.json")
+    out.write_text(json.dumps(metrics, indent=2))
+    for key, value in sorted(metrics.items()):
+        print(f"{key:<28} {value:.4f}")
+    print(f"written to {out}")
+
+
+def cmd_recommend(ns: argparse.Namespace) -> None:
+    from recpipe.recommender import Recommender
+
+    rec = Recommender.from_pretrained(ns.checkpoint, prepared_dir=ns.prepared_dir)
+    if ns.user_id is None and not ns.history:
+        raise ValueError("give --history ITEM [ITEM ...] or --user-id USER")
+    results = rec.recommend(history=ns.history, user_id=ns.user_id, k=ns.k)
+    if ns.json:
+        print(json.dumps(results, indent=2))
+        return
+    for rank, r in enumerate(results, 1):
+        print(f"{rank:>3}. {r['title'] or r['item_id']:<60} {r['score']:.4f}")
+
+
+def cmd_export(ns: argparse.Namespace) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from recpipe.evaluation import item_vectors, user_vectors
+
+    model, config, dd, tokens = _checkpoint_split(ns)
+    out = Path(ns.output_dir or Path(ns.checkpoint) / "embeddings")
+    out.mkdir(parents=True, exist_ok=True)
+    table = item_vectors(model, tokens, progress=True)
+    items = table[1:].float().numpy()
+    np.save(out / "item_embeddings.npy", items)
+    pd.DataFrame(
+        {"item_id": list(dd["items"]["item_id"]), "title": list(dd["items"]["title"]), "embedding": list(items)}
+    ).to_parquet(out / "item_embeddings.parquet")
+    # known users: their representation after their whole known sequence (test history + test target)
+    test = dd["test"]
+    full = test.map(lambda r: {"history": (r["history"] + [r["target"]])[-model.max_history :]})
+    users, _, rows = user_vectors(model, table, full)
+    users = users[rows.argsort()].numpy()
+    np.save(out / "user_embeddings.npy", users)
+    pd.DataFrame({"user_id": list(test["user_id"]), "embedding": list(users)}).to_parquet(
+        out / "user_embeddings.parquet"
+    )
+    print(f"{len(items):,} item and {len(users):,} user embeddings (dim {items.shape[1]}) written to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,14 +194,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="prepare again even if the output is up to date")
     _add_dataclass_flags(p, PrepareConfig)
     p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser("train", help="train from a recipe: recpipe train --config x.yaml [--flag value ...]")
+    p.set_defaults(func=cmd_train, takes_rest=True)
+
+    p = sub.add_parser("evaluate", help="full-ranking metrics of a checkpoint on a split")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--prepared-dir", help="the prepared dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--output", help="metrics JSON (default: CHECKPOINT/eval_<split>_results.json)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("recommend", help="top-K items for a history or a known user")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--history", nargs="*", help="item ids or titles, oldest first")
+    p.add_argument("--user-id")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--prepared-dir")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("export", help="item (and known-user) embeddings as Parquet and NumPy")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--output-dir", help="default: CHECKPOINT/embeddings")
+    p.add_argument("--prepared-dir")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    ns, rest = build_parser().parse_known_args(argv)
+    if rest and not getattr(ns, "takes_rest", False):
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        ns.func(ns)
-    except (DataFormatError, FileNotFoundError, ValueError, KeyError) as e:
+        ns.func(ns, rest) if getattr(ns, "takes_rest", False) else ns.func(ns)
+    except (DataFormatError, FileNotFoundError, ValueError, KeyError, ImportError) as e:
         print(f"recpipe: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -132,6 +132,11 @@ class RecTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
 
     def __post_init__(self):
+        import torch
+
+        # One recipe for every machine: bf16 autocast on a machine without a GPU means the CPU path.
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True
         super().__post_init__()
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
