@@ -172,6 +172,13 @@ def cmd_export(ns: argparse.Namespace) -> None:
     print(f"{len(items):,} item and {len(users):,} user embeddings (dim {items.shape[1]}) written to {out}")
 
 
+def cmd_report(ns: argparse.Namespace) -> None:
+    from recpipe.report import write_report
+
+    for path in write_report(ns.run_dir):
+        print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="default: CHECKPOINT/embeddings")
     p.add_argument("--prepared-dir")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="training curves and metric@K plots (PNG) beside a run's outputs")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

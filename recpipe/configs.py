@@ -104,6 +104,9 @@ class RecTrainingArguments(TrainingArguments):
     stage: Literal["pretrain", "finetune"] = field(
         default="finetune", metadata={"help": "The stage being run (set by the pipeline)."}
     )
+    encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of encoder weights (default: learning_rate)."}
+    )
     pretrain_max_steps: int = field(default=200, metadata={"help": "Optimizer steps of the pretraining stage."})
     pretrain_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of pretraining (default: learning_rate)."}

@@ -139,6 +139,26 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     return trainer, test_metrics
 
 
+def print_summary(metrics: dict, output_dir: str, card, plots) -> None:
+    """The end of a run: the test metrics table and where everything is."""
+    keys = ("ndcg", "recall", "mrr")
+    ks = sorted({int(k.split("@")[1]) for k in metrics if k.startswith("test_ndcg@")})
+    lines = [
+        "",
+        "test metrics (full ranking over the whole catalogue, ties pessimistic)",
+        "  K   " + "".join(f"{k:>10}" for k in keys),
+    ]
+    for k in ks:
+        lines.append(f"  {k:<4}" + "".join(f"{metrics.get(f'test_{m}@{k}', float('nan')):>10.4f}" for m in keys))
+    lines += [
+        f"checkpoint:   {output_dir}",
+        f"metrics JSON: {os.path.join(output_dir, 'test_results.json')}",
+        f"model card:   {card}",
+        f"plots:        {', '.join(str(p) for p in plots)}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
 def run(data_args: DataArguments, model_args: ModelArguments, training_args: RecTrainingArguments, stages=None):
     """Run the stages (default: ``training_args.stages``). Pretraining writes to ``<output_dir>/pretrain`` and the
     fine-tuning stage starts from its weights."""
@@ -163,8 +183,11 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
             trainer, metrics = run_stage("finetune", data_args, model_args, training_args, dd, stats, init_from)
             if trainer.is_world_process_zero():
                 from recpipe.model_card import write_model_card
+                from recpipe.report import write_report
 
-                write_model_card(training_args.output_dir, data_args, model_args, training_args, stats, metrics)
+                card = write_model_card(training_args.output_dir, data_args, model_args, training_args, stats, metrics)
+                plots = write_report(training_args.output_dir)
+                print_summary(metrics, training_args.output_dir, card, plots)
         else:
             raise ValueError(f"unknown stage {stage!r}: use pretrain and/or finetune")
     return metrics

@@ -38,6 +38,29 @@ class RecTrainer(Trainer):
         if encoder is not None and is_adalora(encoder):
             self.add_callback(AdaLoraCallback(encoder))
 
+    def create_optimizer(self, model=None):
+        """AdamW with the encoder on its own learning rate (``encoder_learning_rate``): full fine-tuning of a
+        pretrained encoder wants ~2e-5 while the fresh towers and heads want ~1e-3."""
+        if self.optimizer is not None or self.args.encoder_learning_rate is None:
+            return super().create_optimizer(model)
+        opt_model = model or self.model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, param in opt_model.named_parameters():
+            if param.requires_grad:
+                groups.setdefault((name.startswith("encoder."), name in decay), []).append(param)
+        optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        param_groups = [
+            {
+                "params": params,
+                "weight_decay": self.args.weight_decay if with_decay else 0.0,
+                "lr": self.args.encoder_learning_rate if is_encoder else self.args.learning_rate,
+            }
+            for (is_encoder, with_decay), params in groups.items()
+        ]
+        self.optimizer = optimizer_cls(param_groups, **kwargs)
+        return self.optimizer
+
     def _refresh_cache_if_due(self, model) -> None:
         needs_cache = model.args.use_text and self.args.stage == "finetune"
         if not needs_cache or self.item_tokens is None:

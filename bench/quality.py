@@ -1,0 +1,100 @@
+"""Quality benchmark: baselines and recpipe variants on MovieLens, leave-one-out, full ranking, seeds.
+
+Each (variant, seed) runs the MovieLens recipe in its own process and saves its test metrics to
+``bench/results/quality/<dataset>/<variant>/seed<k>.json``; finished runs are skipped, so the benchmark resumes where
+it stopped. ``bench/report.py`` turns the results into the tables of BENCHMARKS.md.
+
+    python bench/quality.py --dataset movielens-100k --variants sasrec-id text+id-lora --seeds 0 1 2
+    python bench/quality.py --mode quick        # the variants and seeds that fit in minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "quality"
+BASE_RECIPE = ROOT / "recipes" / "movielens" / "config_lora.yaml"
+
+ID_ONLY = {"use_text": "false", "use_item_ids": "true", "peft_type": "none", "mlm_weight": "0", "max_fresh_items": "0"}
+# Every variant is the recipe plus these overrides (flags of recipes/movielens.py).
+VARIANTS: dict[str, dict[str, str]] = {
+    "sasrec-id": {**ID_ONLY},
+    "text-lora": {"use_item_ids": "false"},
+    "text+id-lora": {},
+    "text+id-lora-mlm0": {"mlm_weight": "0"},
+    "text+id-lora-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1"},
+    "text+id-adalora": {"peft_type": "adalora"},
+    "text+id-full": {"peft_type": "none", "encoder_learning_rate": "3e-5"},
+    "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0"},
+}
+BASELINES = ("popularity", "item-knn")
+QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
+
+
+def run_baseline(name: str, dataset: str, prepared: Path) -> dict:
+    import datasets
+
+    from recpipe.baselines import item_knn_metrics, popularity_metrics
+
+    dd = datasets.load_from_disk(str(prepared))
+    fn = popularity_metrics if name == "popularity" else item_knn_metrics
+    return fn(dd["train"], dd["test"], len(dd["items"]))
+
+
+def run_variant(name: str, dataset: str, seed: int, extra: list[str]) -> dict:
+    out = ROOT / "bench" / "runs" / dataset / name / f"seed{seed}"
+    cmd = [sys.executable, str(ROOT / "recipes" / "movielens.py"), "--config", str(BASE_RECIPE)]
+    flags = {**VARIANTS[name], "dataset": dataset, "seed": str(seed), "output_dir": str(out), "resume": "false"}
+    flags.update({"disable_tqdm": "true", "save_total_limit": "1"})
+    for key, value in flags.items():
+        cmd += [f"--{key}", *value.split()]
+    cmd += extra
+    log = out.parent / f"seed{seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} seed {seed} failed; see {log}")
+    metrics = json.loads((out / "test_results.json").read_text())
+    metrics["wall_s"] = round(time.perf_counter() - start, 1)
+    metrics["command"] = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="movielens-100k", choices=["movielens-100k", "movielens-1m"])
+    parser.add_argument("--variants", nargs="*", default=None, help=f"of {[*BASELINES, *VARIANTS]}")
+    parser.add_argument("--seeds", nargs="*", type=int, default=None)
+    parser.add_argument("--mode", choices=["quick", "full"], default="full")
+    parser.add_argument("--force", action="store_true", help="run again even if results exist")
+    args, extra = parser.parse_known_args()
+    variants = args.variants or (QUICK["variants"] if args.mode == "quick" else list(VARIANTS))
+    seeds = args.seeds or (QUICK["seeds"] if args.mode == "quick" else [0, 1, 2])
+    prepared = ROOT / "data" / "prepared" / args.dataset
+    for name in [*BASELINES, *variants]:
+        for seed in [0] if name in BASELINES else seeds:
+            path = RESULTS / args.dataset / name / f"seed{seed}.json"
+            if path.exists() and not args.force:
+                print(f"{args.dataset} {name} seed {seed}: done ({path.relative_to(ROOT)})")
+                continue
+            if name in BASELINES:
+                metrics = run_baseline(name, args.dataset, prepared)
+            elif name in VARIANTS:
+                metrics = run_variant(name, args.dataset, seed, extra)
+            else:
+                raise SystemExit(f"unknown variant {name!r}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(metrics, indent=2))
+            print(f"{args.dataset} {name} seed {seed}: ndcg@10 {metrics['test_ndcg@10']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
