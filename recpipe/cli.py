@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="full-ranking metrics of a checkpoint on a split")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--split", default="test", choices=["test", "valid", "test_cold"])
     p.add_argument("--prepared-dir", help="the prepared dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--output", help="metrics JSON (default: CHECKPOINT/eval_<split>_results.json)")
     p.set_defaults(func=cmd_evaluate)

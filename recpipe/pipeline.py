@@ -132,6 +132,20 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
         accelerator=trainer.accelerator,
         item_popularity=trainer.popularity,
     )
+    if "test_cold" in dd:  # cold-start protocol: targets that never occurred in training
+        test_metrics.update(
+            evaluate_split(
+                model,
+                dd["test_cold"],
+                item_tokens,
+                ks=args.eval_ks,
+                exclude_history=args.exclude_history,
+                batch_size=args.per_device_eval_batch_size,
+                prefix="test_cold_",
+                accelerator=trainer.accelerator,
+                refresh=False,
+            )
+        )
     test_metrics["test_exclude_history"] = float(args.exclude_history)
     trainer.log(dict(test_metrics))
     trainer.log_metrics("test", test_metrics)

@@ -133,3 +133,19 @@ def test_item_text_template():
     )
     assert amazon.startswith("Title: Pen. Features: blue. Description: word")
     assert len(amazon) < 360 and "Store" not in amazon
+
+
+def test_cold_start_split_targets_never_occur_in_training():
+    rows = random_rows(n_users=60, n_items=40, per_user=15, seed=5)
+    cfg = PrepareConfig(min_user_interactions=1, min_item_interactions=1, cold_item_fraction=0.2)
+    dd, stats = prepare(make_tables(rows), cfg)
+    cold_targets = set(dd["test_cold"]["target"])
+    assert len(dd["test_cold"]) > 20 and stats["splits"]["cold_items"] == 8
+    seen = {i for seq in dd["train"]["item_ids"] for i in seq}
+    seen |= {i for split in ("valid", "test") for h in dd[split]["history"] for i in h}
+    seen |= set(dd["valid"]["target"]) | set(dd["test"]["target"])
+    assert not cold_targets & seen  # never in training, nor in any warm input or target
+    for ex in dd["test_cold"]:
+        assert ex["history"] and not set(ex["history"]) & cold_targets
+    again, _ = prepare(make_tables(rows), cfg)
+    assert list(again["test_cold"]["target"]) == list(dd["test_cold"]["target"])  # seeded

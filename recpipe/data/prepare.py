@@ -17,6 +17,7 @@ Splits (item indices are 1-based; 0 is padding):
     train:   user_id, item_ids (the user's whole training sequence; trainers cut it into windows)
     valid/test: user_id, history (last ``max_history`` items before the target), target,
              known_items (every item the user had before the target, for the "exclude history" protocol)
+    test_cold: (with ``cold_item_fraction``) the same layout; targets are items that never occur in training
     items:   item_index, item_id, title, text
     pretrain: item_id, text
 """
@@ -59,6 +60,14 @@ class PrepareConfig:
     test_fraction: float = field(default=0.1, metadata={"help": "temporal split: share of the latest interactions."})
     max_history: int = field(default=50, metadata={"help": "Histories keep the latest this many items."})
     template: str = field(default="movielens", metadata={"help": f"Item text template: {sorted(TEMPLATES)}."})
+    cold_item_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Cold-start protocol: this share of items never occurs in training; a test_cold split asks for "
+            "them (leave-one-out only)."
+        },
+    )
+    cold_seed: int = field(default=0, metadata={"help": "Seed of the choice of cold items."})
     on_bad_record: Literal["error", "skip"] = field(
         default="error", metadata={"help": "error: stop at the first bad record; skip: drop and count by kind."}
     )
@@ -70,6 +79,10 @@ class PrepareConfig:
             raise ValueError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
         if self.min_user_interactions < 1 or self.min_item_interactions < 1 or self.max_history < 1:
             raise ValueError("min_user_interactions, min_item_interactions and max_history must be >= 1")
+        if not 0 <= self.cold_item_fraction < 1:
+            raise ValueError("cold_item_fraction must lie in [0, 1)")
+        if self.cold_item_fraction and self.split != "leave_one_out":
+            raise ValueError("the cold-start split is defined for split: leave_one_out")
         if not 0 < self.valid_fraction + self.test_fraction < 1:
             raise ValueError("valid_fraction + test_fraction must lie in (0, 1)")
 
@@ -109,6 +122,26 @@ def _leave_one_out(seqs: pd.Series, users: pd.Series, max_history: int) -> tuple
             split["target"].append(target)
             split["known_items"].append(sorted(set(seq[:cut].tolist()) - {target}))
     return train, valid, test, too_short
+
+
+def _cold_start(seqs: pd.Series, users: pd.Series, cold: np.ndarray, max_history: int):
+    """Take cold items out of every sequence; each user's last cold item (after at least one warm one) becomes a
+    ``test_cold`` example whose history is the warm items before it. Returns the warm sequences and the split."""
+    split = {k: [] for k in ("user_id", "history", "target", "known_items")}
+    warm_seqs = []
+    for user, seq in zip(users, seqs):
+        is_cold = np.isin(seq, cold)
+        warm_seqs.append(seq[~is_cold])
+        positions = np.flatnonzero(is_cold)
+        for p in positions[::-1]:
+            before = seq[:p][~is_cold[:p]]
+            if len(before):
+                split["user_id"].append(user)
+                split["history"].append(_tail(before, max_history))
+                split["target"].append(int(seq[p]))
+                split["known_items"].append(sorted(set(before.tolist())))
+                break
+    return pd.Series(warm_seqs, index=seqs.index), split
 
 
 def _temporal(df: pd.DataFrame, cfg: PrepareConfig) -> tuple[dict, dict, dict, dict[str, Any]]:
@@ -214,9 +247,18 @@ def prepare(tables: SourceTables, cfg: PrepareConfig, output_dir: str | os.PathL
     if cfg.split == "leave_one_out":
         grouped = df.groupby("user_id", sort=False)["item_index"]
         seqs = grouped.agg(lambda s: s.to_numpy())
+        cold_split = None
+        if cfg.cold_item_fraction > 0:
+            rng = np.random.default_rng(cfg.cold_seed)
+            n_cold = max(1, int(round(cfg.cold_item_fraction * len(catalogue))))
+            cold = np.sort(rng.choice(np.arange(1, len(catalogue) + 1), size=n_cold, replace=False))
+            seqs, cold_split = _cold_start(seqs, pd.Series(seqs.index), cold, cfg.max_history)
         train, valid, test, too_short = _leave_one_out(seqs, pd.Series(seqs.index), cfg.max_history)
         split_info = {"users_with_fewer_than_3_interactions": too_short}
+        if cold_split is not None:
+            split_info.update(cold_items=int(n_cold), test_cold_examples=len(cold_split["user_id"]))
     else:
+        cold_split = None
         train, valid, test, split_info = _temporal(df, cfg)
 
     template = TEMPLATES[cfg.template]
@@ -248,6 +290,7 @@ def prepare(tables: SourceTables, cfg: PrepareConfig, output_dir: str | os.PathL
             ),
             "valid": datasets.Dataset.from_dict(valid, features=eval_features),
             "test": datasets.Dataset.from_dict(test, features=eval_features),
+            **({"test_cold": datasets.Dataset.from_dict(cold_split, features=eval_features)} if cold_split else {}),
             "items": datasets.Dataset.from_dict(item_table),
             "pretrain": datasets.Dataset.from_dict(pretrain),
         }

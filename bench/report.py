@@ -1,0 +1,97 @@
+"""Turn ``bench/results/`` into the tables of BENCHMARKS.md (between the AUTO markers) and a PNG plot.
+
+python bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+START, END = "<!-- AUTO:quality:start -->", "<!-- AUTO:quality:end -->"
+METRICS = ("test_ndcg@10", "test_recall@10", "test_mrr@10")
+COLD = ("test_cold_ndcg@10", "test_cold_recall@10")
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def quality_table(dataset: str) -> tuple[str, dict[str, float]]:
+    folder = RESULTS / "quality" / dataset
+    rows, means = [], {}
+    for variant in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        runs = [json.loads(p.read_text()) for p in sorted(variant.glob("seed*.json"))]
+        if not runs:
+            continue
+        cells = [_fmt([r[m] for r in runs if m in r]) for m in METRICS]
+        wall = statistics.mean(r.get("wall_s", 0.0) for r in runs)
+        means[variant.name] = statistics.mean(r["test_ndcg@10"] for r in runs)
+        rows.append(f"| {variant.name} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.0f} |")
+    header = "| variant | seeds | NDCG@10 | Recall@10 | MRR@10 | wall s / run |\n| --- | --- | --- | --- | --- | --- |"
+    return header + "\n" + "\n".join(rows), means
+
+
+def cold_table(dataset: str) -> str:
+    folder = RESULTS / "cold" / dataset
+    rows = []
+    for variant in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        runs = [json.loads(p.read_text()) for p in sorted(variant.glob("seed*.json"))]
+        if runs:
+            warm = _fmt([r["test_ndcg@10"] for r in runs])
+            cold = [_fmt([r[m] for r in runs if m in r]) for m in COLD]
+            chance = runs[0].get("chance_recall@10")
+            rows.append(f"| {variant.name} | {len(runs)} | {warm} | {cold[0]} | {cold[1]} | {chance or '–'} |")
+    header = (
+        "| variant | seeds | warm NDCG@10 | cold NDCG@10 | cold Recall@10 | chance Recall@10 |\n"
+        "| --- | --- | --- | --- | --- | --- |"
+    )
+    return header + "\n" + "\n".join(rows)
+
+
+def plot(dataset: str, means: dict[str, float]) -> None:
+    if not means:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(means, key=means.get)
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1))
+    ax.barh(names, [means[n] for n in names])
+    ax.set(xlabel="test NDCG@10 (full ranking, mean over seeds)", title=dataset)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"quality_{dataset}.png", dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parts = []
+    for dataset in ("movielens-100k", "movielens-1m"):
+        table, means = quality_table(dataset)
+        if means:
+            plot(dataset, means)
+            parts.append(f"#### {dataset}\n\n{table}\n\n![{dataset}](bench/results/quality_{dataset}.png)")
+        cold = cold_table(dataset)
+        if cold.count("\n") > 1:
+            parts.append(f"#### {dataset}, cold-start split\n\n{cold}")
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text()
+    if START not in text:
+        raise SystemExit(f"BENCHMARKS.md lacks the {START} marker")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + START + "\n" + "\n\n".join(parts) + "\n" + END + tail)
+    print(f"updated {path}")
+
+
+if __name__ == "__main__":
+    main()
