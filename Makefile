@@ -57,7 +57,7 @@ format: $(VENV)/.installed ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 bench: data ## benchmarks (quick mode; BENCH_MODE=full for everything) -> BENCHMARKS.md
-	$(PY) bench/run.py --mode $${BENCH_MODE:-quick}
+	PY=$(PY) bench/run_all.sh $${BENCH_MODE:-quick}
 
 clean: ## remove the venv, prepared data and outputs (keeps the downloaded data cache)
 	rm -rf $(VENV) data/prepared outputs

@@ -6,6 +6,7 @@ it stopped. ``bench/report.py`` turns the results into the tables of BENCHMARKS.
 
     python bench/quality.py --dataset movielens-100k --variants sasrec-id text+id-lora --seeds 0 1 2
     python bench/quality.py --mode quick        # the variants and seeds that fit in minutes
+    python bench/quality.py --cold --variants sasrec-id text-frozen text+id-frozen   # the cold-start protocol
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "quality"
 BASE_RECIPE = ROOT / "recipes" / "movielens" / "config_lora.yaml"
 
-ID_ONLY = {"use_text": "false", "use_item_ids": "true", "peft_type": "none", "mlm_weight": "0", "max_fresh_items": "0"}
+ID_ONLY = {
+    "use_text": "false",
+    "use_item_ids": "true",
+    "peft_type": "none",
+    "mlm_weight": "0",
+    "max_fresh_items": "0",
+    "max_steps": "3000",
+}
 # Every variant is the recipe plus these overrides (flags of recipes/movielens.py).
 VARIANTS: dict[str, dict[str, str]] = {
     "sasrec-id": {**ID_ONLY},
@@ -31,7 +39,14 @@ VARIANTS: dict[str, dict[str, str]] = {
     "text+id-lora-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1"},
     "text+id-adalora": {"peft_type": "adalora"},
     "text+id-full": {"peft_type": "none", "encoder_learning_rate": "3e-5"},
-    "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0"},
+    "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"},
+    "text-frozen": {
+        "use_item_ids": "false",
+        "freeze_encoder": "true",
+        "mlm_weight": "0",
+        "max_fresh_items": "0",
+        "max_steps": "2000",
+    },
 }
 BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
@@ -47,11 +62,26 @@ def run_baseline(name: str, dataset: str, prepared: Path) -> dict:
     return fn(dd["train"], dd["test"], len(dd["items"]))
 
 
-def run_variant(name: str, dataset: str, seed: int, extra: list[str]) -> dict:
-    out = ROOT / "bench" / "runs" / dataset / name / f"seed{seed}"
+COLD_FLAGS = {"cold_item_fraction": "0.1"}
+
+
+def chance_recall_at_10(prepared: Path) -> float:
+    """Expected Recall@10 of a random ranking on test_cold: 10 / the number of candidates, averaged."""
+    import datasets
+
+    dd = datasets.load_from_disk(str(prepared))
+    n = len(dd["items"])
+    return sum(min(1.0, 10 / (n - len(k))) for k in dd["test_cold"]["known_items"]) / len(dd["test_cold"])
+
+
+def run_variant(name: str, dataset: str, seed: int, extra: list[str], cold: bool = False) -> dict:
+    kind = "cold" if cold else "warm"
+    out = ROOT / "bench" / "runs" / kind / dataset / name / f"seed{seed}"
     cmd = [sys.executable, str(ROOT / "recipes" / "movielens.py"), "--config", str(BASE_RECIPE)]
     flags = {**VARIANTS[name], "dataset": dataset, "seed": str(seed), "output_dir": str(out), "resume": "false"}
     flags.update({"disable_tqdm": "true", "save_total_limit": "1"})
+    if cold:
+        flags.update(COLD_FLAGS, prepared_dir=str(ROOT / "data" / "prepared" / f"{dataset}-cold"))
     for key, value in flags.items():
         cmd += [f"--{key}", *value.split()]
     cmd += extra
@@ -65,6 +95,8 @@ def run_variant(name: str, dataset: str, seed: int, extra: list[str]) -> dict:
     metrics = json.loads((out / "test_results.json").read_text())
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
     metrics["command"] = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
+    if cold:
+        metrics["chance_recall@10"] = round(chance_recall_at_10(Path(flags["prepared_dir"])), 4)
     return metrics
 
 
@@ -75,20 +107,22 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=None)
     parser.add_argument("--mode", choices=["quick", "full"], default="full")
     parser.add_argument("--force", action="store_true", help="run again even if results exist")
+    parser.add_argument("--cold", action="store_true", help="the cold-start protocol (10%% of items never trained)")
     args, extra = parser.parse_known_args()
     variants = args.variants or (QUICK["variants"] if args.mode == "quick" else list(VARIANTS))
     seeds = args.seeds or (QUICK["seeds"] if args.mode == "quick" else [0, 1, 2])
     prepared = ROOT / "data" / "prepared" / args.dataset
-    for name in [*BASELINES, *variants]:
+    names = variants if args.cold else [*BASELINES, *variants]
+    for name in names:
         for seed in [0] if name in BASELINES else seeds:
-            path = RESULTS / args.dataset / name / f"seed{seed}.json"
+            path = RESULTS.parent / ("cold" if args.cold else "quality") / args.dataset / name / f"seed{seed}.json"
             if path.exists() and not args.force:
                 print(f"{args.dataset} {name} seed {seed}: done ({path.relative_to(ROOT)})")
                 continue
             if name in BASELINES:
                 metrics = run_baseline(name, args.dataset, prepared)
             elif name in VARIANTS:
-                metrics = run_variant(name, args.dataset, seed, extra)
+                metrics = run_variant(name, args.dataset, seed, extra, cold=args.cold)
             else:
                 raise SystemExit(f"unknown variant {name!r}")
             path.parent.mkdir(parents=True, exist_ok=True)

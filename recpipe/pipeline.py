@@ -25,8 +25,9 @@ from recpipe.collators import (
 from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
 from recpipe.data import load_prepared, load_source, prepare
 from recpipe.data.prepare import PrepareConfig
-from recpipe.evaluation import evaluate_split
+from recpipe.evaluation import evaluate_split, item_vectors
 from recpipe.modeling import build_model
+from recpipe.tracking import configure_wandb, finish_wandb, log_example_recommendations
 from recpipe.trainer import RecTrainer
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     use_fresh = model_args.use_text and not model_args.freeze_encoder
     fresh = FreshItemEncoder(item_tokens if use_fresh else None, _mlm_collator(tokenizer, args), args.max_fresh_items)
     collator = PairCollator(fresh) if stage == "pretrain" else SequenceCollator(fresh)
+    use_wandb = configure_wandb(args.report_to)
     callbacks = []
     if args.early_stopping_patience and stage == "finetune":
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience))
@@ -148,6 +150,9 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
         )
     test_metrics["test_exclude_history"] = float(args.exclude_history)
     trainer.log(dict(test_metrics))
+    if use_wandb and trainer.is_world_process_zero():
+        table = item_vectors(model, item_tokens, refresh=False)
+        log_example_recommendations(model, dd["test"], dd["items"], table)
     trainer.log_metrics("test", test_metrics)
     trainer.save_metrics("test", test_metrics)
     return trainer, test_metrics
@@ -204,4 +209,6 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
                 print_summary(metrics, training_args.output_dir, card, plots)
         else:
             raise ValueError(f"unknown stage {stage!r}: use pretrain and/or finetune")
+    if "wandb" in (training_args.report_to or []):
+        finish_wandb()
     return metrics

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every benchmark, one after another (each uses both cores; running two at once only slows both).
+# Resumable: finished quality runs are skipped. Figures land in bench/results/; `python bench/report.py` updates
+# BENCHMARKS.md. Usage: bench/run_all.sh [quick|full]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+MODE=${1:-quick}
+$PY bench/prepare_speed.py
+$PY bench/eval_speed.py
+$PY bench/speed.py
+if [ "$MODE" = quick ]; then
+  $PY bench/quality.py --mode quick
+else
+  $PY bench/quality.py --variants sasrec-id text+id-lora --seeds 0 1 2
+  $PY bench/quality.py --variants text+id-lora-mlm0 text+id-frozen --seeds 0 1 2
+  $PY bench/quality.py --cold --variants sasrec-id text-frozen text+id-frozen text+id-lora --seeds 0
+  $PY bench/quality.py --variants text-lora text+id-lora-pretrain text+id-adalora text+id-full text-frozen --seeds 0
+fi
+$PY bench/report.py

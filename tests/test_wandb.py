@@ -1,0 +1,31 @@
+"""An offline W&B run holds the logged loss parts and metrics (read back from its run file)."""
+
+import glob
+
+from test_training import model_args, training_args
+from wandb_records import history_rows, records
+
+from recpipe.configs import DataArguments
+from recpipe.pipeline import run
+
+
+def test_offline_wandb_run_holds_loss_parts_and_metrics(tiny_model_dir, tmp_path, prepared_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # conftest disables W&B; here recpipe must choose offline itself
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_PROJECT", "recpipe-test")
+    (tmp_path / "wb").mkdir()
+    args = training_args(tmp_path, max_steps=6, eval_strategy="steps", eval_steps=3, report_to=["wandb"])
+    metrics = run(DataArguments(max_history=10, prepared_dir=prepared_dir), model_args(tiny_model_dir), args)
+    (run_file,) = glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    rows = history_rows(run_file)
+    logged = {key for row in rows for key in row}
+    assert {"train/rec_loss", "train/mlm_loss", "train/rel_loss", "train/loss", "train/learning_rate"} <= logged
+    assert {"eval/ndcg@10", "eval/recall@10", "test/ndcg@10"} <= logged
+    test_row = next(row for row in rows if "test/ndcg@10" in row)
+    assert test_row["test/ndcg@10"] == metrics["test_ndcg@10"]
+    table = next(row for row in rows if "example_recommendations/_type" in row)
+    assert table["example_recommendations/_type"] == "table-file" and table["example_recommendations/ncols"] == 5
+    kinds = {r.WhichOneof("record_type") for r in records(run_file)}
+    assert "config" in kinds
