@@ -65,7 +65,9 @@ class ModelArguments:
     user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
     user_dropout: float = field(default=0.2, metadata={"help": "Dropout in the user tower and on item vectors."})
     max_text_length: int = field(default=32, metadata={"help": "Tokens per item text."})
-    similarity: Literal["dot", "cos"] = field(default="cos", metadata={"help": "Score: dot product or cosine."})
+    similarity: Literal["dot", "cos"] = field(
+        default="dot", metadata={"help": "Score: dot product, or cosine (use with a temperature around 0.05)."}
+    )
     peft_type: Literal["lora", "adalora", "ia3", "none"] = field(
         default="lora", metadata={"help": "Adapter on the encoder; none = full fine-tuning."}
     )
@@ -116,7 +118,12 @@ class RecTrainingArguments(TrainingArguments):
     rel_weight: float = field(default=0.0, metadata={"help": "λ_rel: weight of the item-relation InfoNCE loss."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for MLM."})
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
-    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of cosine scores."})
+    temperature: float = field(
+        default=1.0, metadata={"help": "Softmax temperature (1.0 for dot product, ~0.05 for cosine)."}
+    )
+    rel_temperature: float = field(
+        default=0.05, metadata={"help": "Temperature of the item-relation InfoNCE (cosine similarities)."}
+    )
     negatives: Literal["full", "in_batch", "sampled"] = field(
         default="full", metadata={"help": "Softmax over the full catalogue, in-batch items or sampled items."}
     )

@@ -68,7 +68,7 @@ class CombinedLoss(nn.Module):
         super().__init__()
         self.weights = {"rec_loss": args.rec_weight, "mlm_loss": args.mlm_weight, "rel_loss": args.rel_weight}
         self.rec = SoftmaxRecLoss(args.temperature, args.negatives, args.num_negatives, args.logq_correction)
-        self.rel = ItemRelationLoss(args.temperature)
+        self.rel = ItemRelationLoss(args.rel_temperature)
         self.register_buffer("popularity", popularity, persistent=False)
 
     def forward(self, model, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:

@@ -69,8 +69,8 @@ class UserTower(nn.Module):
             raise ValueError(f"history of {length} items is longer than max_history={self.positions.num_embeddings}")
         pos = torch.arange(length, device=item_vectors.device)
         x = self.dropout(item_vectors + self.positions(pos))
-        causal = torch.triu(torch.full((length, length), float("-inf"), device=x.device), diagonal=1)
-        x = self.encoder(x, mask=causal.to(x.dtype), src_key_padding_mask=~mask, is_causal=True)
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=x.device), diagonal=1)
+        x = self.encoder(x, mask=causal, src_key_padding_mask=~mask, is_causal=True)
         return self.norm(x)
 
 

@@ -31,7 +31,7 @@ def trained(tiny_model_dir, tmp_path_factory):
     dd.save_to_disk(str(tmp / "prepared"))
     (tmp / "prepared" / "stats.json").write_text(json.dumps(stats))
     margs = model_args(tiny_model_dir, use_item_ids=True, inference_dtype="bfloat16")
-    args = training_args(tmp, max_steps=40, learning_rate=2e-2)
+    args = training_args(tmp, max_steps=120, learning_rate=2e-2)
     metrics = run(DataArguments(max_history=10, prepared_dir=str(tmp / "prepared")), margs, args)
     return tmp / "out", metrics, dd
 
@@ -119,3 +119,24 @@ def test_export_writes_item_and_user_embeddings(trained, tmp_path):
     users = np.load(tmp_path / "user_embeddings.npy")
     assert list(items["item_id"]) == list(dd["items"]["item_id"])
     assert users.shape[0] == len(dd["test"]) and np.isfinite(users).all()
+
+
+def test_shuffled_targets_score_at_chance(trained):
+    """The guard against evaluation that sees the label: the same model, with targets shuffled across users, must
+    fall to chance, while the real targets score far above it."""
+    out, metrics, dd = trained
+    rec = Recommender.from_pretrained(out)
+    from recpipe.evaluation import evaluate_split
+
+    rng = np.random.default_rng(0)
+    test = dd["test"]
+    targets = []
+    for known in test["known_items"]:
+        choices = sorted(set(range(1, len(rec.item_ids))) - set(known))
+        targets.append(int(rng.choice(choices)))
+    shuffled = test.remove_columns("target").add_column("target", targets)
+    chance = np.mean([10 / (len(rec.item_ids) - 1 - len(k)) for k in test["known_items"]])
+    real = evaluate_split(rec.model, test, rec.tokens, prefix="")
+    fake = evaluate_split(rec.model, shuffled, rec.tokens, prefix="")
+    assert real["recall@10"] > chance + 0.1
+    assert abs(fake["recall@10"] - chance) < 0.15, (fake["recall@10"], chance)

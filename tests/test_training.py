@@ -20,6 +20,7 @@ def model_args(tiny_model_dir, **kw):
     base = dict(model_name_or_path=tiny_model_dir, hidden_size=16, user_layers=1, user_heads=2, user_dropout=0.0)
     base["lora_target_modules"] = ["query", "value"]
     base["inference_dtype"] = "float32"
+    base["similarity"] = "cos"
     return ModelArguments(**{**base, **kw})
 
 
@@ -38,6 +39,7 @@ def training_args(tmp_path, **kw):
         max_fresh_items=16,
         mlm_weight=0.5,
         rel_weight=0.3,
+        temperature=0.05,
         use_cpu=True,
         seed=0,
     )
