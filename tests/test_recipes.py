@@ -1,5 +1,6 @@
 """Recipes parse; flags override the YAML; unknown keys are errors; the env block applies; plots get written."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -59,3 +60,18 @@ def test_report_writes_plots(tmp_path):
     assert all(p.stat().st_size > 10_000 for p in paths)
     with pytest.raises(FileNotFoundError, match="trainer_state.json"):
         write_report(tmp_path / "missing")
+
+
+def test_sweep_files_name_real_recipe_fields():
+    import yaml
+
+    from recpipe.parser import DATACLASSES
+
+    fields = {f.name for cls in DATACLASSES for f in dataclasses.fields(cls)}
+    sweeps = sorted(Path(__file__).resolve().parent.parent.glob("recipes/sweeps/*.yaml"))
+    assert sweeps
+    for path in sweeps:
+        sweep = yaml.safe_load(path.read_text())
+        assert sweep["method"] in ("grid", "random", "bayes")
+        assert set(sweep["parameters"]) <= fields, path
+        assert (path.parent.parent.parent / sweep["program"]).is_file()
