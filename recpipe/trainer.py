@@ -9,6 +9,8 @@ import os
 from collections import defaultdict
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import Trainer
 
 from recpipe.evaluation import evaluate_split
@@ -16,6 +18,7 @@ from recpipe.losses import CombinedLoss
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
 
 logger = logging.getLogger(__name__)
+CACHE_NAME = "text_cache.safetensors"
 
 
 class RecTrainer(Trainer):
@@ -124,14 +127,28 @@ class RecTrainer(Trainer):
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, extra_config=self.recpipe_config)
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(output_dir, extra_config=self.recpipe_config)
+        if model.args.use_text and self._cache_step is not None:
+            # the cache is part of the training state: a resumed run must score with the same stale vectors
+            save_file(
+                {"text_cache": model.text_cache.contiguous()},
+                os.path.join(output_dir, CACHE_NAME),
+                metadata={"step": str(self._cache_step)},
+            )
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "training_args.json"), "w") as f:
             f.write(self.args.to_json_string())
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        (model or self.accelerator.unwrap_model(self.model)).load_trainable_weights(resume_from_checkpoint)
+        model = model or self.accelerator.unwrap_model(self.model)
+        model.load_trainable_weights(resume_from_checkpoint)
+        cache = os.path.join(resume_from_checkpoint, CACHE_NAME)
+        if model.args.use_text and os.path.isfile(cache):
+            with safe_open(cache, "pt") as f:
+                model.text_cache.copy_(f.get_tensor("text_cache"))
+                self._cache_step = int(f.metadata()["step"])
 
     def _load_best_model(self) -> None:
         logger.info("loading the best checkpoint %s (%s)", self.state.best_model_checkpoint, self.state.best_metric)
