@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -94,6 +95,8 @@ def run_variant(name: str, dataset: str, seed: int, extra: list[str], cold: bool
         raise RuntimeError(f"{name} seed {seed} failed; see {log}")
     metrics = json.loads((out / "test_results.json").read_text())
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
+    # the largest resident set of any run so far in this process's children (Linux reports KiB)
+    metrics["peak_rss_mib_children_max"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     metrics["command"] = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
     if cold:
         metrics["chance_recall@10"] = round(chance_recall_at_10(Path(flags["prepared_dir"])), 4)

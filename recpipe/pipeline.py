@@ -123,31 +123,24 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     trainer.save_state()
     if stage == "pretrain":
         return trainer, None
-    test_metrics = evaluate_split(
-        model,
-        dd["test"],
-        item_tokens,
-        ks=args.eval_ks,
-        exclude_history=args.exclude_history,
-        batch_size=args.per_device_eval_batch_size,
-        prefix="test_",
-        accelerator=trainer.accelerator,
-        item_popularity=trainer.popularity,
-    )
-    if "test_cold" in dd:  # cold-start protocol: targets that never occurred in training
-        test_metrics.update(
-            evaluate_split(
-                model,
-                dd["test_cold"],
-                item_tokens,
-                ks=args.eval_ks,
-                exclude_history=args.exclude_history,
-                batch_size=args.per_device_eval_batch_size,
-                prefix="test_cold_",
-                accelerator=trainer.accelerator,
-                refresh=False,
+    test_metrics = {}
+    # test_cold (cold-start protocol) holds targets that never occurred in training; it reuses the fresh cache
+    for split in ("test", "test_cold"):
+        if split in dd:
+            test_metrics.update(
+                evaluate_split(
+                    model,
+                    dd[split],
+                    item_tokens,
+                    ks=args.eval_ks,
+                    exclude_history=args.exclude_history,
+                    batch_size=args.per_device_eval_batch_size,
+                    prefix=f"{split}_",
+                    accelerator=trainer.accelerator,
+                    refresh=split == "test",
+                    item_popularity=trainer.popularity,
+                )
             )
-        )
     test_metrics["test_exclude_history"] = float(args.exclude_history)
     trainer.log(dict(test_metrics))
     if use_wandb and trainer.is_world_process_zero():

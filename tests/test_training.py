@@ -207,3 +207,21 @@ def test_pipeline_end_to_end_learns_and_saves(tiny_model_dir, tmp_path, prepared
     assert (out / "README.md").is_file() and (out / "pretrain" / "recpipe_weights.safetensors").is_file()
     eval_logs = [h for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "eval_ndcg@10" in h]
     assert len(eval_logs) == 2
+
+
+def test_pipeline_reports_the_cold_split_beside_the_warm_one(tiny_model_dir, tmp_path):
+    import dataclasses
+
+    from recpipe.data.prepare import PrepareConfig
+
+    dd, stats = synthetic_prepared()
+    dd["test_cold"] = dd["test"].select(range(10))
+    stats["config"] = dataclasses.asdict(PrepareConfig(max_history=10))
+    dd.save_to_disk(str(tmp_path / "prepared"))
+    (tmp_path / "prepared" / "stats.json").write_text(json.dumps(stats))
+    metrics = run(
+        DataArguments(max_history=10, prepared_dir=str(tmp_path / "prepared")),
+        model_args(tiny_model_dir),
+        training_args(tmp_path, max_steps=2),
+    )
+    assert {"test_ndcg@10", "test_cold_ndcg@10", "test_cold_recall@10"} <= set(metrics)
