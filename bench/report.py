@@ -24,31 +24,48 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+ORDER = ("popularity", "item-knn", "sasrec-id")
+
+
+def _variant_dirs(folder: Path) -> list[Path]:
+    dirs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return sorted(dirs, key=lambda p: (ORDER.index(p.name) if p.name in ORDER else len(ORDER), p.name))
+
+
 def quality_table(dataset: str) -> tuple[str, dict[str, float]]:
-    folder = RESULTS / "quality" / dataset
-    rows, means = [], {}
-    for variant in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-        runs = [json.loads(p.read_text()) for p in sorted(variant.glob("seed*.json"))]
+    runs_by_variant = {
+        v.name: [json.loads(p.read_text()) for p in sorted(v.glob("seed*.json"))]
+        for v in _variant_dirs(RESULTS / "quality" / dataset)
+    }
+    means = {name: statistics.mean(r["test_ndcg@10"] for r in runs) for name, runs in runs_by_variant.items() if runs}
+    reference = means.get("sasrec-id")
+    rows = []
+    for name, runs in runs_by_variant.items():
         if not runs:
             continue
         cells = [_fmt([r[m] for r in runs if m in r]) for m in METRICS]
-        wall = statistics.mean(r.get("wall_s", 0.0) for r in runs)
-        means[variant.name] = statistics.mean(r["test_ndcg@10"] for r in runs)
-        rows.append(f"| {variant.name} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.0f} |")
-    header = "| variant | seeds | NDCG@10 | Recall@10 | MRR@10 | wall s / run |\n| --- | --- | --- | --- | --- | --- |"
+        versus = f"{100 * (means[name] / reference - 1):+.0f}%" if reference else "–"
+        walls = [r["wall_s"] for r in runs if "wall_s" in r]
+        wall = f"{statistics.mean(walls):.0f}" if walls else "–"
+        rows.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {versus} | {wall} |")
+    header = (
+        "| variant | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@10 vs sasrec-id | wall s / run |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |"
+    )
     return header + "\n" + "\n".join(rows), means
 
 
-def cold_table(dataset: str) -> str:
-    folder = RESULTS / "cold" / dataset
+def cold_table(dataset: str) -> str | None:
     rows = []
-    for variant in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+    for variant in _variant_dirs(RESULTS / "cold" / dataset):
         runs = [json.loads(p.read_text()) for p in sorted(variant.glob("seed*.json"))]
         if runs:
             warm = _fmt([r["test_ndcg@10"] for r in runs])
             cold = [_fmt([r[m] for r in runs if m in r]) for m in COLD]
-            chance = runs[0].get("chance_recall@10")
-            rows.append(f"| {variant.name} | {len(runs)} | {warm} | {cold[0]} | {cold[1]} | {chance or '–'} |")
+            chance = runs[0].get("chance_recall@10", "–")
+            rows.append(f"| {variant.name} | {len(runs)} | {warm} | {cold[0]} | {cold[1]} | {chance} |")
+    if not rows:
+        return None
     header = (
         "| variant | seeds | warm NDCG@10 | cold NDCG@10 | cold Recall@10 | chance Recall@10 |\n"
         "| --- | --- | --- | --- | --- | --- |"
@@ -81,7 +98,7 @@ def main() -> None:
             plot(dataset, means)
             parts.append(f"#### {dataset}\n\n{table}\n\n![{dataset}](bench/results/quality_{dataset}.png)")
         cold = cold_table(dataset)
-        if cold.count("\n") > 1:
+        if cold:
             parts.append(f"#### {dataset}, cold-start split\n\n{cold}")
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text()

@@ -13,9 +13,10 @@ from torch import nn
 class SoftmaxRecLoss(nn.Module):
     """Next-item softmax at every position of the user sequences.
 
-    ``negatives``: ``full`` scores the whole catalogue (exact; padding excluded); ``in_batch`` scores the batch's
-    targets; ``sampled`` adds ``num_negatives`` items drawn by popularity. The last two subtract ``log q`` (the
-    candidate's sampling probability, popularity) so that popular items are not over-penalised (logQ correction).
+    ``negatives``: ``full`` scores the whole catalogue (exact; padding and never-trained items excluded);
+    ``in_batch`` scores the batch's targets; ``sampled`` adds ``num_negatives`` items drawn by popularity. The last
+    two subtract ``log q`` (the candidate's sampling probability, popularity) so that popular items are not
+    over-penalised (logQ correction).
     """
 
     def __init__(self, temperature: float, negatives: str = "full", num_negatives: int = 1024, logq: bool = True):
@@ -28,6 +29,10 @@ class SoftmaxRecLoss(nn.Module):
         if self.negatives == "full":
             logits = model.scores(users, table) / self.temperature
             logits[:, 0] = float("-inf")
+            if popularity is not None:
+                # Items that never occur in training (cold-start items) are no negatives either: as eternal
+                # negatives the model would learn to bury exactly the items it must rank by their text.
+                logits[:, popularity == 0] = float("-inf")
             return F.cross_entropy(logits.float(), targets)
         candidates = torch.unique(targets)
         if self.negatives == "sampled":

@@ -225,3 +225,20 @@ def test_pipeline_reports_the_cold_split_beside_the_warm_one(tiny_model_dir, tmp
         training_args(tmp_path, max_steps=2),
     )
     assert {"test_ndcg@10", "test_cold_ndcg@10", "test_cold_recall@10"} <= set(metrics)
+
+
+def test_items_never_in_training_are_no_negatives():
+    from recpipe.losses import SoftmaxRecLoss
+
+    class Dot:
+        @staticmethod
+        def scores(users, items):
+            return users @ items.T
+
+    table = torch.randn(6, 4, requires_grad=True)
+    users, targets = torch.randn(2, 3, 4), torch.tensor([[1, 2, 0], [3, 1, 2]])
+    popularity = torch.tensor([0, 5, 3, 2, 0, 0])  # items 4 and 5 never occur in training
+    loss = SoftmaxRecLoss(temperature=1.0)(Dot, users, table, targets, popularity)
+    loss.backward()
+    assert table.grad[4:].abs().sum() == 0 and table.grad[0].abs().sum() == 0
+    assert table.grad[1:4].abs().sum() > 0
