@@ -38,6 +38,8 @@ class RecTrainer(Trainer):
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._cache_step = None  # global step of the last text-cache refresh
         encoder = self.model.encoder
+        # a frozen encoder's cached vectors never go stale: encode the catalogue once
+        self._encoder_trains = encoder is not None and any(p.requires_grad for p in encoder.parameters())
         if encoder is not None and is_adalora(encoder):
             self.add_callback(AdaLoraCallback(encoder))
 
@@ -69,9 +71,8 @@ class RecTrainer(Trainer):
         if not needs_cache or self.item_tokens is None:
             return
         step = self.state.global_step
-        trainable_encoder = any(p.requires_grad for p in model.encoder.parameters())
         due = self._cache_step is None or (
-            trainable_encoder and step - self._cache_step >= self.args.item_cache_refresh_steps
+            self._encoder_trains and step - self._cache_step >= self.args.item_cache_refresh_steps
         )
         if due:
             model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size)

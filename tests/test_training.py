@@ -102,7 +102,7 @@ def test_peft_keeps_base_weights_and_trains_adapters(tiny_model_dir, tmp_path, p
         assert torch.equal(before[n], named[n]), f"base weight {n} changed"
     changed = [n for n in adapter_keys if not torch.equal(before[n], named[n])]
     assert changed, "no adapter weight changed"
-    assert all(named["user_tower.norm.weight"].requires_grad for _ in [0])
+    assert named["user_tower.norm.weight"].requires_grad and named["projection.weight"].requires_grad
 
 
 def test_adalora_rank_budget_shrinks_and_regulariser_is_in_the_loss(tiny_model_dir, tmp_path):
