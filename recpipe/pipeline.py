@@ -100,7 +100,12 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     callbacks = []
     if args.early_stopping_patience and stage == "finetune":
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience))
-    recpipe_config = {"data_args": dataclasses.asdict(data_args), "stage": stage, "data_stats": stats}
+    recpipe_config = {
+        "data_args": dataclasses.asdict(data_args),
+        "stage": stage,
+        "data_stats": stats,
+        "num_processes": args.world_size,
+    }
     trainer = RecTrainer(
         model=model,
         args=args,

@@ -75,7 +75,7 @@ class RecTrainer(Trainer):
             self._encoder_trains and step - self._cache_step >= self.args.item_cache_refresh_steps
         )
         if due:
-            model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size)
+            model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size, accelerator=self.accelerator)
             self._cache_step = step
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

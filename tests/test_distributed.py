@@ -1,0 +1,100 @@
+"""Two processes on the CPU (`accelerate launch --multi_gpu --num_processes 2` without CUDA): training, evaluation
+of every user exactly once, the catalogue encoding split across the processes, and test metrics equal to a
+1-process evaluation of the same checkpoint."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_resume import recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepared_dir, tmp_path):
+    out = tmp_path / "ddp"
+    config_path = recipe(tmp_path, tiny_model_dir, prepared_dir, out)
+    config = yaml.safe_load(config_path.read_text())
+    # 60 test users in batches of 16 over 2 processes: the last batch is padded and must not count twice
+    config.update(max_steps=20, save_steps=10, eval_strategy="steps", eval_steps=10, per_device_eval_batch_size=16)
+    config.update(encode_batch_size=8, resume=False)
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x unless mpirun is configured
+    # (huggingface/accelerate#2741); `--multi_gpu` goes through torchrun, and without CUDA each process runs on the
+    # CPU with the gloo backend (the recipe sets use_cpu).
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += [str(ROOT / "recipes" / "movielens.py"), "--config", str(config_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 20
+    assert any("eval_ndcg@10" in entry for entry in state["log_history"])
+    assert json.loads((out / "recpipe_config.json").read_text())["num_processes"] == 2
+    distributed = json.loads((out / "test_results.json").read_text())
+
+    single = subprocess.run(
+        [sys.executable, "-m", "recpipe.cli", "evaluate", "--checkpoint", str(out), "--split", "test"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    one_process = json.loads((out / "eval_test_results.json").read_text())
+    assert set(one_process) <= set(distributed)
+    for key, value in one_process.items():
+        assert distributed[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_catalogue_encoding_is_split_across_processes(tiny_model_dir):
+    """Each process encodes only its own batches; together they cover the catalogue once, bit-equal to one process."""
+    import copy
+
+    from conftest import NUM_ITEMS, item_text
+    from test_training import model_args
+
+    from recpipe.collators import tokenize_items
+    from recpipe.modeling import build_model
+
+    model, tokenizer = build_model(model_args(tiny_model_dir, peft_type="none"), NUM_ITEMS, 10)
+    model.args.inference_dtype = "float32"
+    tokens = tokenize_items([item_text(i) for i in range(NUM_ITEMS)], tokenizer, 32)
+    model.refresh_text_cache(tokens, batch_size=3)
+    expected = model.text_cache.clone()
+
+    def share_of(rank):
+        captured = {}
+
+        class OneOfTwoProcesses:  # what the all-gather receives from process `rank`
+            num_processes, process_index = 2, rank
+
+            def gather(self, tensors):
+                captured["share"] = tensors
+                return tensors
+
+        copy.deepcopy(model).refresh_text_cache(tokens, batch_size=3, accelerator=OneOfTwoProcesses())
+        return captured["share"]
+
+    (rows0, vecs0), (rows1, vecs1) = share_of(0), share_of(1)
+    done0, done1 = set(rows0[rows0 >= 0].tolist()), set(rows1[rows1 >= 0].tolist())
+    assert done0 and done1 and not done0 & done1
+    assert done0 | done1 == set(range(NUM_ITEMS))
+    rows, vecs = torch.cat([rows0, rows1]), torch.cat([vecs0, vecs1])
+    keep = rows >= 0
+    assert torch.equal(vecs[keep], expected[rows[keep] + 1])
+
+
+def test_launch_options_fit_the_machine():
+    from recpipe.launch_config import launch_options
+
+    assert launch_options(0)[1].endswith("cpu.yaml")
+    assert launch_options(1)[1].endswith("single_gpu.yaml")
+    assert launch_options(4)[1:] == [launch_options(4)[1], "--num_processes", "4"]
+    assert all(Path(launch_options(n)[1]).is_file() for n in (0, 1, 4))
