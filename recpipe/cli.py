@@ -172,6 +172,44 @@ def cmd_export(ns: argparse.Namespace) -> None:
     print(f"{len(items):,} item and {len(users):,} user embeddings (dim {items.shape[1]}) written to {out}")
 
 
+def cmd_robustness(ns: argparse.Namespace) -> None:
+    from recpipe.robustness import RobustnessConfig, log_to_wandb, robustness_report, to_markdown, write_robustness
+
+    config = RobustnessConfig(
+        perturbations=ns.perturbations, severities=ns.severities, metrics=ns.metrics, seed=ns.seed, split=ns.split
+    )
+    from recpipe.data import load_prepared
+    from recpipe.modeling import load_checkpoint
+
+    model, tokenizer, ckpt_config = load_checkpoint(ns.checkpoint)
+    dd, _ = load_prepared(ns.prepared_dir or ckpt_config["data_args"]["prepared_dir"])
+    train_cfg = json.loads((Path(ns.checkpoint) / "training_args.json").read_text())
+    rows = robustness_report(
+        model,
+        dd,
+        tokenizer,
+        config,
+        max_text_length=model.args.max_text_length,
+        ks=train_cfg.get("eval_ks", [5, 10, 20]),
+        exclude_history=train_cfg.get("exclude_history", True),
+        batch_size=train_cfg.get("per_device_eval_batch_size", 256),
+        temperature=train_cfg.get("temperature", 1.0),
+    )
+    paths = write_robustness(rows, ns.output_dir or ns.checkpoint, config, {"checkpoint": str(ns.checkpoint)})
+    if ns.report_to == "wandb":
+        import wandb
+
+        from recpipe.tracking import configure_wandb, finish_wandb
+
+        configure_wandb(["wandb"])
+        wandb.init(project=ns.wandb_project, job_type="robustness", config={"checkpoint": str(ns.checkpoint)})
+        log_to_wandb(rows)
+        finish_wandb()
+    print(to_markdown(rows))
+    for path in paths:
+        print(f"wrote {path}")
+
+
 def cmd_report(ns: argparse.Namespace) -> None:
     from recpipe.report import write_report
 
@@ -226,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="default: CHECKPOINT/embeddings")
     p.add_argument("--prepared-dir")
     p.set_defaults(func=cmd_export)
+
+    from recpipe.robustness import ALL_PERTURBATIONS
+
+    p = sub.add_parser("robustness", help="metrics under perturbed item text, thinned histories and an attack")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", default="test", choices=["test", "valid"])
+    p.add_argument("--perturbations", nargs="+", default=list(ALL_PERTURBATIONS), choices=ALL_PERTURBATIONS)
+    p.add_argument("--severities", nargs="+", type=float, default=[0.1, 0.3, 0.5], help="each in (0, 1]")
+    p.add_argument("--metrics", nargs="+", default=["ndcg@10", "recall@10"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prepared-dir")
+    p.add_argument("--output-dir", help="robustness.{json,md,png} (default: the checkpoint)")
+    p.add_argument("--report-to", choices=["none", "wandb"], default="none", help="also log the table to W&B")
+    p.add_argument("--wandb-project", default="recpipe")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("report", help="training curves and metric@K plots (PNG) beside a run's outputs")
     p.add_argument("run_dir")

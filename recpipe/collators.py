@@ -7,6 +7,7 @@ gradient in this step, trimmed to their longest text (dynamic padding) and maske
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import datasets
@@ -73,13 +74,21 @@ class FreshItemEncoder:
     tokenized: dict[str, torch.Tensor] | None
     mlm_collator: DataCollatorForLanguageModeling | None
     max_fresh_items: int
+    seed: int = 0
 
     def __call__(self, items: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Pick fresh items among ``items`` (unique, > 0) and add their inputs to ``batch``; returns them."""
+        """Pick fresh items among ``items`` (unique, > 0) and add their inputs to ``batch``; returns them.
+
+        The random choices (which items, which tokens masked) come from a generator seeded by the batch's content,
+        not from the global RNG: the dataloader collates a batch ahead of the step, so with the global RNG a run
+        resumed from a checkpoint would mask differently from the uninterrupted run."""
         if self.tokenized is None or self.max_fresh_items <= 0:
             return items[:0]
+        content = torch.cat([items.flatten(), *(t.flatten() for t in batch.values() if torch.is_tensor(t))])
+        batch_seed = zlib.crc32(content.numpy().tobytes(), self.seed)
         if len(items) > self.max_fresh_items:
-            items = items[torch.randperm(len(items))[: self.max_fresh_items]]
+            generator = torch.Generator().manual_seed(batch_seed)
+            items = items[torch.randperm(len(items), generator=generator)[: self.max_fresh_items]]
         rows = items - 1
         mask = self.tokenized["attention_mask"][rows]
         width = int(mask.sum(1).max())
@@ -89,9 +98,11 @@ class FreshItemEncoder:
         if self.mlm_collator is not None:
             offsets = self.tokenized.get("offset_mapping")
             special = self.tokenized["special_tokens_mask"][rows, :width]
-            ids, labels = self.mlm_collator.torch_mask_tokens(
-                ids, special_tokens_mask=special, offset_mapping=None if offsets is None else offsets[rows, :width]
-            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(batch_seed)
+                ids, labels = self.mlm_collator.torch_mask_tokens(
+                    ids, special_tokens_mask=special, offset_mapping=None if offsets is None else offsets[rows, :width]
+                )
             batch["fresh_labels"] = labels
         batch["fresh_input_ids"] = ids
         return items

@@ -140,6 +140,15 @@ class RecTrainingArguments(TrainingArguments):
     encode_batch_size: int = field(default=256, metadata={"help": "Batch size for encoding the item catalogue."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+    adversarial: Literal["none", "fgm", "pgd"] = field(
+        default="none", metadata={"help": "Adversarial training on the encoder's input word embeddings."}
+    )
+    adv_epsilon: float = field(
+        default=0.1, metadata={"help": "Radius of each token's perturbation, relative to its embedding norm."}
+    )
+    adv_alpha: float = field(default=0.05, metadata={"help": "PGD step size, relative to each token's norm."})
+    adv_steps: int = field(default=3, metadata={"help": "PGD steps."})
+    adv_weight: float = field(default=1.0, metadata={"help": "Weight of adv_loss (the rec loss under attack)."})
 
     def __post_init__(self):
         import torch
@@ -152,5 +161,7 @@ class RecTrainingArguments(TrainingArguments):
             raise ValueError("temperature must be > 0")
         if not 0 < self.mlm_probability < 1:
             raise ValueError("mlm_probability must lie in (0, 1)")
-        if min(self.rec_weight, self.mlm_weight, self.rel_weight) < 0:
+        if min(self.rec_weight, self.mlm_weight, self.rel_weight, self.adv_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+        if self.adversarial != "none" and (self.adv_epsilon <= 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
+            raise ValueError("adversarial training needs adv_epsilon > 0, adv_alpha > 0 and adv_steps >= 1")

@@ -115,11 +115,17 @@ class RecModel(nn.Module):
                 mlm_loss = hidden.sum() * 0.0
         return pooled, mlm_loss
 
-    def item_table(self, fresh_items: torch.Tensor | None = None, fresh_pooled: torch.Tensor | None = None):
-        """Vectors of every catalogue item (row 0 is padding), with the fresh items' rows carrying gradient."""
+    def item_table(
+        self,
+        fresh_items: torch.Tensor | None = None,
+        fresh_pooled: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
+    ):
+        """Vectors of every catalogue item (row 0 is padding), with the fresh items' rows carrying gradient.
+        ``text`` replaces the cached pooled text states (e.g. a copy that requires grad, for an attack)."""
         parts = []
         if self.args.use_text:
-            text = self.text_cache
+            text = self.text_cache if text is None else text
             if fresh_items is not None and fresh_items.numel():
                 text = text.index_put((fresh_items,), fresh_pooled.to(text.dtype))
             parts.append(self.projection(text))

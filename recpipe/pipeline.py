@@ -94,7 +94,9 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
 
     item_tokens = tokenize_items(texts, tokenizer, model_args.max_text_length) if tokenizer is not None else None
     use_fresh = model_args.use_text and not model_args.freeze_encoder
-    fresh = FreshItemEncoder(item_tokens if use_fresh else None, _mlm_collator(tokenizer, args), args.max_fresh_items)
+    fresh = FreshItemEncoder(
+        item_tokens if use_fresh else None, _mlm_collator(tokenizer, args), args.max_fresh_items, seed=args.seed
+    )
     collator = PairCollator(fresh) if stage == "pretrain" else SequenceCollator(fresh)
     use_wandb = configure_wandb(args.report_to)
     callbacks = []

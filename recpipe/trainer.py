@@ -7,12 +7,14 @@ import logging
 import math
 import os
 from collections import defaultdict
+from contextlib import nullcontext
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import Trainer
 
+from recpipe.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
 from recpipe.evaluation import evaluate_split
 from recpipe.losses import CombinedLoss
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
@@ -42,6 +44,14 @@ class RecTrainer(Trainer):
         self._encoder_trains = encoder is not None and any(p.requires_grad for p in encoder.parameters())
         if encoder is not None and is_adalora(encoder):
             self.add_callback(AdaLoraCallback(encoder))
+        self._perturbation = None
+        if self.args.adversarial != "none" and self.args.stage == "finetune":
+            if not self._encoder_trains or self.args.max_fresh_items == 0:
+                raise ValueError(
+                    "adversarial training perturbs the text of the items encoded with gradient: it needs a trained "
+                    "encoder (use_text, not freeze_encoder) and max_fresh_items > 0"
+                )
+            self._perturbation = EmbeddingPerturbation(input_embeddings(encoder))
 
     def create_optimizer(self, model=None):
         """AdamW with the encoder on its own learning rate (``encoder_learning_rate``): full fine-tuning of a
@@ -82,8 +92,12 @@ class RecTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         self._refresh_cache_if_due(unwrapped)
         self.loss_fn.to(inputs[next(iter(inputs))].device)
-        outputs = model(**inputs)
+        attack = self._perturbation is not None and model.training
+        with self._perturbation.probe() if attack else nullcontext():
+            outputs = model(**inputs)
         parts = self.loss_fn(unwrapped, outputs, inputs)
+        if attack and self._perturbation.delta is not None and "rec_loss" in parts:
+            parts["adv_loss"] = self.args.adv_weight * self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
         if unwrapped.encoder is not None and is_adalora(unwrapped.encoder):
             parts["orth_loss"] = adalora_orthogonal_loss(unwrapped.encoder)
         loss = sum(parts.values())
@@ -91,6 +105,28 @@ class RecTrainer(Trainer):
         for name, value in parts.items():
             self._metrics[mode][name].append(value.detach().float().item())
         return (loss, outputs) if return_outputs else loss
+
+    def _adversarial_rec_loss(self, model, inputs, rec_loss: torch.Tensor) -> torch.Tensor:
+        """The rec loss with the fresh items' word embeddings pushed to the worst point of their ε-balls. The extra
+        forwards go through the unwrapped model: DDP allows one forward per backward, and its gradient hooks still
+        see every parameter once because the single backward sums both graphs."""
+        perturbation = self._perturbation
+
+        def rec_loss_at(delta):
+            with perturbation.apply(delta):
+                return self.loss_fn(model, model(**inputs), inputs)["rec_loss"]
+
+        delta = adversarial_delta(
+            rec_loss_at,
+            rec_loss,
+            perturbation.delta,
+            perturbation.token_norms,
+            self.args.adversarial,
+            self.args.adv_epsilon,
+            self.args.adv_alpha,
+            self.args.adv_steps,
+        )
+        return rec_loss_at(delta)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
