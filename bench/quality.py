@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "text+id-lora": {},
     "text+id-lora-mlm0": {"mlm_weight": "0"},
     "text+id-lora-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1"},
+    "text+id-lora-fgm": {"adversarial": "fgm", "adv_epsilon": "0.2"},
     "text+id-adalora": {"peft_type": "adalora"},
     "text+id-full": {"peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"},

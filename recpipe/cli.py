@@ -1,4 +1,5 @@
-"""``recpipe`` command line: ``data fetch|prepare``, ``train``, ``evaluate``, ``recommend``, ``export``.
+"""``recpipe`` command line: ``data fetch|prepare``, ``train``, ``evaluate``, ``recommend``, ``export``,
+``robustness``, ``report``.
 
 Errors in the user's input (bad files, unknown items, missing folders) print one clear line and exit with
 status 2, not a traceback.
@@ -96,36 +97,10 @@ def cmd_train(ns: argparse.Namespace, rest: list[str]) -> None:
     run(*RecipeParser().parse_recipe(rest))
 
 
-def _checkpoint_split(ns: argparse.Namespace):
-    from recpipe.collators import tokenize_items
-    from recpipe.data import load_prepared
-    from recpipe.modeling import load_checkpoint
-
-    model, tokenizer, config = load_checkpoint(ns.checkpoint)
-    dd, _ = load_prepared(ns.prepared_dir or config["data_args"]["prepared_dir"])
-    tokens = tokenize_items(list(dd["items"]["text"]), tokenizer, model.args.max_text_length) if tokenizer else None
-    return model, config, dd, tokens
-
-
 def cmd_evaluate(ns: argparse.Namespace) -> None:
-    from recpipe.evaluation import evaluate_split
-    from recpipe.pipeline import item_popularity
+    from recpipe.stages import evaluate_checkpoint
 
-    model, config, dd, tokens = _checkpoint_split(ns)
-    train_cfg = json.loads((Path(ns.checkpoint) / "training_args.json").read_text())
-    metrics = evaluate_split(
-        model,
-        dd[ns.split],
-        tokens,
-        ks=train_cfg.get("eval_ks", [5, 10, 20]),
-        exclude_history=train_cfg.get("exclude_history", True),
-        batch_size=train_cfg.get("per_device_eval_batch_size", 256),
-        prefix=f"{ns.split}_",
-        item_popularity=item_popularity(dd["train"], len(dd["items"])),
-    )
-    metrics[f"{ns.split}_exclude_history"] = float(train_cfg.get("exclude_history", True))
-    out = Path(ns.output or Path(ns.checkpoint) / f"eval_{ns.split}_results.json")
-    out.write_text(json.dumps(metrics, indent=2))
+    metrics, out = evaluate_checkpoint(ns.checkpoint, ns.split, ns.prepared_dir, ns.output)
     for key, value in sorted(metrics.items()):
         print(f"{key:<28} {value:.4f}")
     print(f"written to {out}")
@@ -146,64 +121,29 @@ def cmd_recommend(ns: argparse.Namespace) -> None:
 
 
 def cmd_export(ns: argparse.Namespace) -> None:
-    import numpy as np
-    import pandas as pd
+    from recpipe.stages import export_embeddings
 
-    from recpipe.evaluation import item_vectors, user_vectors
-
-    model, config, dd, tokens = _checkpoint_split(ns)
-    out = Path(ns.output_dir or Path(ns.checkpoint) / "embeddings")
-    out.mkdir(parents=True, exist_ok=True)
-    table = item_vectors(model, tokens, progress=True)
-    items = table[1:].float().numpy()
-    np.save(out / "item_embeddings.npy", items)
-    pd.DataFrame(
-        {"item_id": list(dd["items"]["item_id"]), "title": list(dd["items"]["title"]), "embedding": list(items)}
-    ).to_parquet(out / "item_embeddings.parquet")
-    # known users: their representation after their whole known sequence (test history + test target)
-    test = dd["test"]
-    full = test.map(lambda r: {"history": (r["history"] + [r["target"]])[-model.max_history :]})
-    users, _, rows = user_vectors(model, table, full)
-    users = users[rows.argsort()].numpy()
-    np.save(out / "user_embeddings.npy", users)
-    pd.DataFrame({"user_id": list(test["user_id"]), "embedding": list(users)}).to_parquet(
-        out / "user_embeddings.parquet"
-    )
-    print(f"{len(items):,} item and {len(users):,} user embeddings (dim {items.shape[1]}) written to {out}")
+    export_embeddings(ns.checkpoint, ns.output_dir, ns.prepared_dir)
 
 
 def cmd_robustness(ns: argparse.Namespace) -> None:
-    from recpipe.robustness import RobustnessConfig, log_to_wandb, robustness_report, to_markdown, write_robustness
+    from recpipe.robustness import RobustnessConfig, to_markdown
+    from recpipe.stages import robustness_of_checkpoint
 
     config = RobustnessConfig(
         perturbations=ns.perturbations, severities=ns.severities, metrics=ns.metrics, seed=ns.seed, split=ns.split
     )
-    from recpipe.data import load_prepared
-    from recpipe.modeling import load_checkpoint
-
-    model, tokenizer, ckpt_config = load_checkpoint(ns.checkpoint)
-    dd, _ = load_prepared(ns.prepared_dir or ckpt_config["data_args"]["prepared_dir"])
-    train_cfg = json.loads((Path(ns.checkpoint) / "training_args.json").read_text())
-    rows = robustness_report(
-        model,
-        dd,
-        tokenizer,
-        config,
-        max_text_length=model.args.max_text_length,
-        ks=train_cfg.get("eval_ks", [5, 10, 20]),
-        exclude_history=train_cfg.get("exclude_history", True),
-        batch_size=train_cfg.get("per_device_eval_batch_size", 256),
-        temperature=train_cfg.get("temperature", 1.0),
-    )
-    paths = write_robustness(rows, ns.output_dir or ns.checkpoint, config, {"checkpoint": str(ns.checkpoint)})
     if ns.report_to == "wandb":
         import wandb
 
-        from recpipe.tracking import configure_wandb, finish_wandb
+        from recpipe.tracking import configure_wandb
 
         configure_wandb(["wandb"])
         wandb.init(project=ns.wandb_project, job_type="robustness", config={"checkpoint": str(ns.checkpoint)})
-        log_to_wandb(rows)
+    rows, paths = robustness_of_checkpoint(ns.checkpoint, config, ns.output_dir, ns.prepared_dir)
+    if ns.report_to == "wandb":
+        from recpipe.tracking import finish_wandb
+
         finish_wandb()
     print(to_markdown(rows))
     for path in paths:

@@ -93,6 +93,9 @@ class ModelArguments:
             raise ValueError("at least one of use_text and use_item_ids must be true")
 
 
+STAGES = ("pretrain", "finetune", "evaluate", "export", "robustness")
+
+
 @dataclass
 class RecTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the combined loss, negatives, item-vector cache and evaluation protocol."""
@@ -101,7 +104,10 @@ class RecTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collators."})
     stages: list[str] = field(
         default_factory=lambda: ["finetune"],
-        metadata={"help": "Stages in order: pretrain (MLM + item relations on item text), finetune (combined loss)."},
+        metadata={
+            "help": "Stages in order: pretrain (MLM + item relations on item text), finetune (combined loss, then the "
+            "test metrics), evaluate, export (embeddings), robustness (report) on the checkpoint in output_dir."
+        },
     )
     stage: Literal["pretrain", "finetune"] = field(
         default="finetune", metadata={"help": "The stage being run (set by the pipeline)."}
@@ -140,6 +146,21 @@ class RecTrainingArguments(TrainingArguments):
     encode_batch_size: int = field(default=256, metadata={"help": "Batch size for encoding the item catalogue."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+    robustness_perturbations: list[str] = field(
+        default_factory=lambda: [
+            "char_typos",
+            "word_dropout",
+            "word_swap",
+            "casing",
+            "truncation",
+            "drop_history",
+            "embedding_attack",
+        ],
+        metadata={"help": "robustness stage: the perturbations to evaluate."},
+    )
+    robustness_severities: list[float] = field(
+        default_factory=lambda: [0.1, 0.3, 0.5], metadata={"help": "robustness stage: severities, each in (0, 1]."}
+    )
     adversarial: Literal["none", "fgm", "pgd"] = field(
         default="none", metadata={"help": "Adversarial training on the encoder's input word embeddings."}
     )
@@ -163,5 +184,8 @@ class RecTrainingArguments(TrainingArguments):
             raise ValueError("mlm_probability must lie in (0, 1)")
         if min(self.rec_weight, self.mlm_weight, self.rel_weight, self.adv_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+        unknown = sorted(set(self.stages) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}: choose from {list(STAGES)}")
         if self.adversarial != "none" and (self.adv_epsilon <= 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
             raise ValueError("adversarial training needs adv_epsilon > 0, adv_alpha > 0 and adv_steps >= 1")

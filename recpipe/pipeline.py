@@ -178,10 +178,48 @@ def print_summary(metrics: dict, output_dir: str, card, plots) -> None:
     print("\n".join(lines), flush=True)
 
 
+def checkpoint_stage(stage: str, args: RecTrainingArguments) -> None:
+    """evaluate / export / robustness on the checkpoint in ``output_dir`` (main process; the others wait)."""
+    from accelerate import PartialState
+
+    from recpipe import stages
+
+    state = PartialState()
+    if state.is_main_process:
+        checkpoint = args.output_dir
+        if stage == "evaluate":
+            metrics, path = stages.evaluate_checkpoint(checkpoint, "test")
+            print(f"evaluate: test_ndcg@10 {metrics['test_ndcg@10']:.4f} (all metrics in {path})", flush=True)
+        elif stage == "export":
+            stages.export_embeddings(checkpoint)
+        elif stage == "robustness":
+            from recpipe.robustness import RobustnessConfig, mean_drop
+
+            config = RobustnessConfig(
+                perturbations=list(args.robustness_perturbations),
+                severities=list(args.robustness_severities),
+                seed=args.seed,
+            )
+            if "wandb" in (args.report_to or []):
+                import wandb
+
+                if wandb.run is None:
+                    wandb.init(job_type="robustness", name=args.run_name, config={"checkpoint": checkpoint})
+            rows, paths = stages.robustness_of_checkpoint(checkpoint, config)
+            print(f"robustness: mean ndcg@10 drop {mean_drop(rows):.1f}% ({paths[1]}, {paths[2]})", flush=True)
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
+    state.wait_for_everyone()
+
+
 def run(data_args: DataArguments, model_args: ModelArguments, training_args: RecTrainingArguments, stages=None):
     """Run the stages (default: ``training_args.stages``). Pretraining writes to ``<output_dir>/pretrain`` and the
     fine-tuning stage starts from its weights."""
     stages = list(stages or training_args.stages)
+    if "robustness" in stages:  # check its options now, not after hours of training
+        from recpipe.robustness import RobustnessConfig
+
+        RobustnessConfig(list(training_args.robustness_perturbations), list(training_args.robustness_severities))
     dd, stats = prepared_data(data_args, training_args)
     init_from, metrics = model_args.init_from, None
     for stage in stages:
@@ -208,7 +246,7 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
                 plots = write_report(training_args.output_dir)
                 print_summary(metrics, training_args.output_dir, card, plots)
         else:
-            raise ValueError(f"unknown stage {stage!r}: use pretrain and/or finetune")
+            checkpoint_stage(stage, training_args)
     if "wandb" in (training_args.report_to or []):
         finish_wandb()
     return metrics

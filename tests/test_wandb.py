@@ -1,6 +1,7 @@
 """An offline W&B run holds the logged loss parts and metrics (read back from its run file)."""
 
 import glob
+import json
 
 from test_training import model_args, training_args
 from wandb_records import history_rows, records
@@ -16,7 +17,16 @@ def test_offline_wandb_run_holds_loss_parts_and_metrics(tiny_model_dir, tmp_path
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_PROJECT", "recpipe-test")
     (tmp_path / "wb").mkdir()
-    args = training_args(tmp_path, max_steps=6, eval_strategy="steps", eval_steps=3, report_to=["wandb"])
+    args = training_args(
+        tmp_path,
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=3,
+        report_to=["wandb"],
+        stages=["finetune", "evaluate", "export", "robustness"],
+        robustness_perturbations=["word_dropout", "drop_history"],
+        robustness_severities=[0.5],
+    )
     metrics = run(DataArguments(max_history=10, prepared_dir=prepared_dir), model_args(tiny_model_dir), args)
     (run_file,) = glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "run-*.wandb"))
     rows = history_rows(run_file)
@@ -29,3 +39,13 @@ def test_offline_wandb_run_holds_loss_parts_and_metrics(tiny_model_dir, tmp_path
     assert table["example_recommendations/_type"] == "table-file" and table["example_recommendations/ncols"] == 5
     kinds = {r.WhichOneof("record_type") for r in records(run_file)}
     assert "config" in kinds
+    # the stages after fine-tuning, in the same launch and the same W&B run
+    robustness = next(row for row in rows if "robustness/table/_type" in row)
+    assert robustness["robustness/table/_type"] == "table-file" and robustness["robustness/table/nrows"] == 4
+    assert "robustness/mean_drop_ndcg@10" in robustness
+    out = tmp_path / "out"
+    report = json.loads((out / "robustness.json").read_text())
+    assert [r["perturbation"] for r in report["rows"]] == ["word_dropout"] * 2 + ["drop_history"] * 2
+    evaluated = json.loads((out / "eval_test_results.json").read_text())
+    assert evaluated["test_ndcg@10"] == metrics["test_ndcg@10"]
+    assert (out / "embeddings" / "item_embeddings.parquet").is_file()
