@@ -54,6 +54,19 @@ BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
 
 
+def ensure_prepared(dataset: str, prepared: Path) -> None:
+    """Prepare the dataset as the recipe would (same options), so the baselines see the recipe's splits."""
+    if (prepared / "stats.json").is_file():
+        return
+    from recpipe.parser import RecipeParser
+    from recpipe.pipeline import prepared_data
+
+    data_args, _, training_args = RecipeParser().parse_recipe(
+        ["--config", str(BASE_RECIPE), "--dataset", dataset, "--prepared_dir", str(prepared)]
+    )
+    prepared_data(data_args, training_args)
+
+
 def run_baseline(name: str, dataset: str, prepared: Path) -> dict:
     import datasets
 
@@ -117,6 +130,7 @@ def main() -> None:
     seeds = args.seeds or (QUICK["seeds"] if args.mode == "quick" else [0, 1, 2])
     prepared = ROOT / "data" / "prepared" / args.dataset
     names = variants if args.cold else [*BASELINES, *variants]
+    ensure_prepared(args.dataset, prepared)
     for name in names:
         for seed in [0] if name in BASELINES else seeds:
             path = RESULTS.parent / ("cold" if args.cold else "quality") / args.dataset / name / f"seed{seed}.json"
