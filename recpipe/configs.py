@@ -11,6 +11,7 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
+from recpipe.data.ctr import CTRConfig
 from recpipe.data.prepare import PrepareConfig
 
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
@@ -189,3 +190,73 @@ class RecTrainingArguments(TrainingArguments):
             raise ValueError(f"unknown stages {unknown}: choose from {list(STAGES)}")
         if self.adversarial != "none" and (self.adv_epsilon <= 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
             raise ValueError("adversarial training needs adv_epsilon > 0, adv_alpha > 0 and adv_steps >= 1")
+
+
+# ---- pointwise preference (CTR) task ----
+PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
+
+
+@dataclass
+class CTRDataArguments(CTRConfig):
+    """Which dataset, and how its rated interactions become yes/no examples (TALLRec protocol)."""
+
+    dataset: str = field(default="movielens-100k", metadata={"help": "movielens-100k, movielens-1m, amazon2023, ..."})
+    data_dir: str | None = field(default=None, metadata={"help": "Raw files (default: fetch cache for embedded)."})
+    category: str | None = field(default=None, metadata={"help": "Amazon category, e.g. All_Beauty."})
+    # a list, not a tuple, so that the command line can set it (CTRConfig turns it into a tuple)
+    split_ratios: list[float] = field(
+        default_factory=lambda: [0.8, 0.1, 0.1],
+        metadata={"help": "Shares of train/valid/test in a global chronological split of all examples."},
+    )
+    item_noun: str = field(default="movie", metadata={"help": "What the prompt calls an item (movie, product)."})
+    max_length: int = field(default=256, metadata={"help": "Tokens per example (the oldest history is cut first)."})
+    max_eval_examples: int | None = field(
+        default=None, metadata={"help": "Evaluate on a fixed random subset of valid (for slow causal LMs)."}
+    )
+    max_test_examples: int | None = field(
+        default=None, metadata={"help": "Evaluate on a fixed random subset of test (for slow causal LMs)."}
+    )
+
+
+@dataclass
+class CTRModelArguments(ModelArguments):
+    """The model family and its verbalizer; PEFT fields as for the retrieval model."""
+
+    model_family: Literal["encoder", "causal_lm"] = field(
+        default="encoder", metadata={"help": "encoder: cross-encoder + head; causal_lm: prompt + yes/no verbalizer."}
+    )
+    yes_token: str = field(default=" Yes", metadata={"help": "causal_lm: the answer meaning like (one token)."})
+    no_token: str = field(default=" No", metadata={"help": "causal_lm: the answer meaning dislike (one token)."})
+    head_dropout: float = field(default=0.1, metadata={"help": "encoder: dropout before the classification head."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model_family == "causal_lm":
+            # the retrieval defaults name a BERT encoder; a causal LM's defaults are the packaged SmolLM2's
+            if self.model_name_or_path == PACKAGED_MINILM:
+                self.model_name_or_path = PACKAGED_SMOLLM2
+            if list(self.lora_target_modules) == ["query", "key", "value", "dense"]:
+                self.lora_target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+@dataclass
+class CTRTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the combined loss ``ctr_weight·L_ctr + mlm_weight·L_mlm + lm_weight·L_lm``."""
+
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
+    ctr_weight: float = field(default=1.0, metadata={"help": "Weight of the yes/no (binary cross-entropy) loss."})
+    mlm_weight: float = field(default=0.1, metadata={"help": "encoder: λ_mlm, masked-LM loss on the same input."})
+    lm_weight: float = field(default=0.1, metadata={"help": "causal_lm: λ_lm, LM loss on the prompt's item titles."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "encoder: share of tokens masked for MLM."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
+
+    def __post_init__(self):
+        import torch
+
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+        if min(self.ctr_weight, self.mlm_weight, self.lm_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError("mlm_probability must lie in (0, 1)")

@@ -20,15 +20,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+from recpipe.checkpointing import TrainableWeightsMixin
 from recpipe.configs import ModelArguments, resolve_model_path
 
 CONFIG_NAME = "recpipe_config.json"
-WEIGHTS_NAME = "recpipe_weights.safetensors"
 
 
 def _mlm_parts(mlm_model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
@@ -74,7 +73,7 @@ class UserTower(nn.Module):
         return self.norm(x)
 
 
-class RecModel(nn.Module):
+class RecModel(TrainableWeightsMixin, nn.Module):
     """Item tower + user tower. ``num_items`` excludes the padding index 0."""
 
     def __init__(self, args: ModelArguments, num_items: int, max_history: int, encoder: nn.Module | None = None):
@@ -211,34 +210,15 @@ class RecModel(nn.Module):
         return out
 
     # ---- checkpoints: trainable weights + config as safetensors ----
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().contiguous() for n, p in self.named_parameters() if p.requires_grad}
-
     def save_pretrained(self, output_dir: str | os.PathLike, extra_config: dict | None = None) -> None:
         """Save what training changed (adapters, heads, towers; the whole encoder under full fine-tuning)."""
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_file(self.trainable_state_dict(), str(output_dir / WEIGHTS_NAME), metadata={"format": "pt"})
         config = {
             "model_args": asdict(self.args),
             "num_items": self.num_items,
             "max_history": self.max_history,
             **(extra_config or {}),
         }
-        (output_dir / CONFIG_NAME).write_text(json.dumps(config, indent=2))
-
-    def load_trainable_weights(self, checkpoint_dir: str | os.PathLike) -> None:
-        state = load_file(str(Path(checkpoint_dir) / WEIGHTS_NAME))
-        expected = set(self.trainable_state_dict())
-        if set(state) != expected:
-            missing, unexpected = sorted(expected - set(state))[:5], sorted(set(state) - expected)[:5]
-            raise ValueError(
-                f"{checkpoint_dir}: weights do not match the model (missing {missing}, extra {unexpected})"
-            )
-        params = dict(self.named_parameters())
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value)
+        self.save_trainable(output_dir, CONFIG_NAME, config)
 
 
 def build_model(args: ModelArguments, num_items: int, max_history: int, total_steps: int | None = None):

@@ -12,9 +12,17 @@ import sys
 import yaml
 from transformers import HfArgumentParser
 
-from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
+from recpipe.configs import (
+    CTRDataArguments,
+    CTRModelArguments,
+    CTRTrainingArguments,
+    DataArguments,
+    ModelArguments,
+    RecTrainingArguments,
+)
 
 DATACLASSES = (DataArguments, ModelArguments, RecTrainingArguments)
+CTR_DATACLASSES = (CTRDataArguments, CTRModelArguments, CTRTrainingArguments)
 
 
 class RecipeParser(HfArgumentParser):

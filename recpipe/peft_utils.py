@@ -46,9 +46,10 @@ def apply_peft(encoder: torch.nn.Module, args: ModelArguments, total_steps: int 
         return encoder
     if args.peft_type == "none":
         return encoder
-    # Adapters only inside the transformer layers: the MLM head's dense layer is trained in full instead.
+    # Adapters only inside the backbone (BERT's `bert.encoder.layer.*`, Llama's `model.layers.*`): the MLM head's
+    # dense layer is trained in full instead, and a causal LM's head stays tied to its embeddings.
     targets = _linear_names(getattr(encoder, encoder.base_model_prefix), args.lora_target_modules)
-    layer_regex = rf".*{encoder.base_model_prefix}\.encoder\..*\.({'|'.join(targets)})$"
+    layer_regex = rf".*{encoder.base_model_prefix}\..*\.({'|'.join(targets)})$"
     if args.peft_type == "lora":
         config = LoraConfig(
             r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=layer_regex

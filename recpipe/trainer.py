@@ -4,9 +4,7 @@ keeps the item-vector cache fresh, evaluates by full ranking, and saves/loads re
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections import defaultdict
 from contextlib import nullcontext
 
 import torch
@@ -16,6 +14,7 @@ from transformers import Trainer
 
 from recpipe.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
 from recpipe.evaluation import evaluate_split
+from recpipe.loss_logging import LossPartsLoggingMixin
 from recpipe.losses import CombinedLoss
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
 
@@ -23,7 +22,7 @@ logger = logging.getLogger(__name__)
 CACHE_NAME = "text_cache.safetensors"
 
 
-class RecTrainer(Trainer):
+class RecTrainer(LossPartsLoggingMixin, Trainer):
     def __init__(
         self,
         *args,
@@ -37,7 +36,7 @@ class RecTrainer(Trainer):
         self.popularity = popularity
         self.recpipe_config = recpipe_config or {}
         self.loss_fn = CombinedLoss(self.args, popularity)
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._init_loss_parts()
         self._cache_step = None  # global step of the last text-cache refresh
         encoder = self.model.encoder
         # a frozen encoder's cached vectors never go stale: encode the catalogue once
@@ -100,10 +99,7 @@ class RecTrainer(Trainer):
             parts["adv_loss"] = self.args.adv_weight * self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
         if unwrapped.encoder is not None and is_adalora(unwrapped.encoder):
             parts["orth_loss"] = adalora_orthogonal_loss(unwrapped.encoder)
-        loss = sum(parts.values())
-        mode = "train" if model.training else "eval"
-        for name, value in parts.items():
-            self._metrics[mode][name].append(value.detach().float().item())
+        loss = self.record_loss_parts(parts, model.training)
         return (loss, outputs) if return_outputs else loss
 
     def _adversarial_rec_loss(self, model, inputs, rec_loss: torch.Tensor) -> torch.Tensor:
@@ -127,17 +123,6 @@ class RecTrainer(Trainer):
             self.args.adv_steps,
         )
         return rec_loss_at(delta)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        prefix = "eval_" if mode == "eval" else ""
-        for name, values in self._metrics[mode].items():
-            logs[f"{prefix}{name}"] = sum(values) / len(values)
-        mlm = logs.get(f"{prefix}mlm_loss")
-        if mlm is not None and self.args.mlm_weight > 0:
-            logs[f"{prefix}perplexity"] = math.exp(min(mlm / self.args.mlm_weight, 50.0))
-        self._metrics[mode].clear()
-        super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Full-ranking metrics on the valid split (``eval_ndcg@10``, ...) instead of the default loss loop."""

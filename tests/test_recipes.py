@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recpipe.parser import RecipeParser
+from recpipe.parser import CTR_DATACLASSES, RecipeParser
 from recpipe.report import write_report
 
 RECIPES = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*/config_*.yaml"))
@@ -15,8 +15,10 @@ RECIPES = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*/config_*
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_recipe_parses(path):
-    data_args, model_args, training_args = RecipeParser().parse_recipe(["--config", str(path)])
-    assert training_args.metric_for_best_model in ("eval_ndcg@10", "ndcg@10")
+    parser = RecipeParser(CTR_DATACLASSES) if path.parent.name == "ctr" else RecipeParser()
+    data_args, model_args, training_args = parser.parse_recipe(["--config", str(path)])
+    best = ("eval_auc", "auc") if path.parent.name == "ctr" else ("eval_ndcg@10", "ndcg@10")
+    assert training_args.metric_for_best_model in best
     assert training_args.output_dir.startswith("outputs/")
     assert model_args.peft_type in ("lora", "adalora", "ia3", "none")
 

@@ -1,0 +1,24 @@
+"""Pointwise preference ("will this user like this item?") on MovieLens under the TALLRec protocol, with an encoder
+cross-encoder or a causal LM with a yes/no verbalizer.
+
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/ctr.py \
+        --config recipes/ctr/config_encoder.yaml
+    python recipes/ctr.py --config recipes/ctr/config_encoder.yaml --train_shots 64 --shot_seed 1
+    python recipes/ctr.py --config recipes/ctr/config_causal_lm.yaml --train_shots 256
+"""
+
+import logging
+
+from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+from recpipe.ctr_pipeline import run_ctr
+from recpipe.parser import RecipeParser
+
+
+def main(data_args, model_args, training_args):
+    return run_ctr(data_args, model_args, training_args)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    parser = RecipeParser((CTRDataArguments, CTRModelArguments, CTRTrainingArguments))
+    main(*parser.parse_recipe())

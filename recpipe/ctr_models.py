@@ -1,0 +1,150 @@
+"""Pointwise preference ("will this user like this item?") models on pretrained language models.
+
+- ``CrossEncoderCTR``: ``[CLS] history text [SEP] candidate text`` through an encoder loaded as
+  ``AutoModelForMaskedLM`` → pooled state → a linear head giving the log-odds of "like". The MLM loss comes from
+  the same forward pass (the MLM head runs only on the masked positions).
+- ``CausalLMCTR``: a prompt ending in ``Answer:`` through an ``AutoModelForCausalLM``; the next-token logits of the
+  verbalizer tokens (" Yes", " No") give ``p(like) = softmax(logit_yes, logit_no)[0]``, i.e. the log-odds is
+  ``logit_yes - logit_no``. The self-supervised part is the language-modelling loss on the item-title tokens of the
+  same prompt (the template's words are masked out of it).
+
+Both return ``{"logits": log-odds [B], "mlm_loss" | "lm_loss": scalar or None}``, save what training changed as
+safetensors beside ``ctr_config.json``, and are rebuilt by ``load_ctr_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from recpipe.checkpointing import TrainableWeightsMixin
+from recpipe.configs import CTRModelArguments, resolve_model_path
+from recpipe.modeling import _mlm_parts, mean_pool
+
+CTR_CONFIG_NAME = "ctr_config.json"
+
+
+def resolve_ctr_model(name: str) -> str:
+    """``packaged:`` names of encoders and of the GGUF causal LM, else a hub id or a folder."""
+    if name.startswith("packaged:") and "minilm" not in name.lower():
+        from recpipe.convert_gguf import resolve_causal_lm
+
+        return resolve_causal_lm(name)
+    return resolve_model_path(name)
+
+
+class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
+    def __init__(self, args: CTRModelArguments, encoder: nn.Module):
+        super().__init__()
+        self.args = args
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(args.head_dropout)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, mlm_labels=None, **_) -> dict:
+        backbone, mlm_head = _mlm_parts(self.encoder)
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
+        logits = self.head(self.dropout(pooled)).squeeze(-1).float()
+        mlm_loss = None
+        if mlm_labels is not None:
+            selected = mlm_labels != -100
+            if mlm_head is None:
+                raise ValueError(f"{type(self.encoder).__name__} has no MLM head; set mlm_weight: 0")
+            if selected.any():
+                mlm_loss = F.cross_entropy(mlm_head(hidden[selected]).float(), mlm_labels[selected])
+            else:
+                mlm_loss = hidden.sum() * 0.0
+        return {"logits": logits, "mlm_loss": mlm_loss}
+
+
+def verbalizer_ids(tokenizer, yes: str, no: str) -> tuple[int, int]:
+    """The single token ids of the two answers; an answer that is not one token is an error (its first piece
+    alone would not be the answer's probability)."""
+    ids = []
+    for word in (yes, no):
+        pieces = tokenizer.encode(word, add_special_tokens=False)
+        if len(pieces) != 1:
+            raise ValueError(
+                f"verbalizer {word!r} is {len(pieces)} tokens {pieces} for this tokenizer; pick one token"
+            )
+        ids.append(pieces[0])
+    if ids[0] == ids[1]:
+        raise ValueError(f"the verbalizers {yes!r} and {no!r} map to the same token")
+    return ids[0], ids[1]
+
+
+class CausalLMCTR(TrainableWeightsMixin, nn.Module):
+    def __init__(self, args: CTRModelArguments, lm: nn.Module, yes_id: int, no_id: int):
+        super().__init__()
+        self.args = args
+        self.lm = lm
+        self.yes_id, self.no_id = yes_id, no_id
+
+    def _parts(self):
+        inner = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return getattr(inner, inner.base_model_prefix), inner.get_output_embeddings()
+
+    def answer_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor, lm_head) -> torch.Tensor:
+        """Logits of (yes, no) as the next token after the last prompt token (right padding) → ``[B, 2]``."""
+        last = attention_mask.sum(1) - 1
+        states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        weight = lm_head.weight[[self.yes_id, self.no_id]]
+        bias = lm_head.bias[[self.yes_id, self.no_id]] if lm_head.bias is not None else None
+        return F.linear(states, weight, bias).float()
+
+    def forward(self, input_ids, attention_mask, lm_labels=None, **_) -> dict:
+        backbone, lm_head = self._parts()
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pair = self.answer_logits(hidden, attention_mask, lm_head)
+        lm_loss = None
+        if lm_labels is not None:
+            # next-token prediction on the item-title tokens only (labels are -100 elsewhere)
+            targets = lm_labels[:, 1:]
+            selected = targets != -100
+            if selected.any():
+                logits = lm_head(hidden[:, :-1][selected]).float()
+                lm_loss = F.cross_entropy(logits, targets[selected])
+            else:
+                lm_loss = hidden.sum() * 0.0
+        return {"logits": pair[:, 0] - pair[:, 1], "lm_loss": lm_loss}
+
+
+def build_ctr_model(args: CTRModelArguments, total_steps: int | None = None):
+    """(model, tokenizer) for ``args.model_family``, PEFT applied as ``args.peft_type`` asks."""
+    from recpipe.peft_utils import apply_peft
+
+    path = resolve_ctr_model(args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=args.trust_remote_code)
+    if args.model_family == "encoder":
+        encoder = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=args.trust_remote_code)
+        return CrossEncoderCTR(args, apply_peft(encoder, args, total_steps)), tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=args.trust_remote_code, dtype=torch.float32)
+    yes_id, no_id = verbalizer_ids(tokenizer, args.yes_token, args.no_token)
+    return CausalLMCTR(args, apply_peft(lm, args, total_steps), yes_id, no_id), tokenizer
+
+
+def save_ctr_checkpoint(model, output_dir: str | os.PathLike, extra_config: dict | None = None) -> None:
+    model.save_trainable(output_dir, CTR_CONFIG_NAME, {"model_args": asdict(model.args), **(extra_config or {})})
+
+
+def load_ctr_checkpoint(checkpoint_dir: str | os.PathLike):
+    """(model in eval mode, tokenizer, config) from a CTR checkpoint."""
+    checkpoint_dir = Path(checkpoint_dir)
+    if not (checkpoint_dir / CTR_CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{checkpoint_dir} is not a recpipe CTR checkpoint (no {CTR_CONFIG_NAME})")
+    config = json.loads((checkpoint_dir / CTR_CONFIG_NAME).read_text())
+    model, tokenizer = build_ctr_model(CTRModelArguments(**config["model_args"]))
+    model.load_trainable_weights(checkpoint_dir)
+    return model.eval(), tokenizer, config

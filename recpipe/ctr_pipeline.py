@@ -1,0 +1,96 @@
+"""The pointwise preference (CTR) run: TALLRec-protocol examples → encoder or causal-LM model (+ PEFT) →
+``CTRTrainer`` with the combined loss → test AUC, GAUC, log loss and the classification report."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+
+from transformers import DataCollatorForLanguageModeling, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+from recpipe.ctr_collators import CrossEncoderCollator, PromptCollator
+from recpipe.ctr_models import build_ctr_model
+from recpipe.ctr_trainer import CTRTrainer
+from recpipe.data import load_source
+from recpipe.data.ctr import CTRConfig, build_ctr_examples
+
+logger = logging.getLogger(__name__)
+
+
+def ctr_data(data_args: CTRDataArguments):
+    """The examples (DatasetDict train/valid/test) and their stats."""
+    tables = load_source(data_args.dataset, data_args.data_dir, category=data_args.category)
+    fields = {f.name for f in dataclasses.fields(CTRConfig)}
+    config = CTRConfig(**{k: v for k, v in dataclasses.asdict(data_args).items() if k in fields})
+    return build_ctr_examples(tables, config)
+
+
+def fixed_subset(split, n: int | None, seed: int = 0):
+    """A seeded random subset of ``n`` examples (kept in their order), or the whole split."""
+    if n is None or n >= len(split):
+        return split
+    return split.shuffle(seed=seed).select(range(n)).sort("timestamp")
+
+
+def collators(model_args: CTRModelArguments, data_args: CTRDataArguments, args: CTRTrainingArguments, tokenizer):
+    """(training collator, evaluation collator): masking or LM targets only in training."""
+    if model_args.model_family == "encoder":
+        mlm = None
+        if args.mlm_weight > 0:
+            mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
+        train = CrossEncoderCollator(tokenizer, data_args.max_length, mlm, seed=args.seed)
+        return train, CrossEncoderCollator(tokenizer, data_args.max_length)
+    train = PromptCollator(tokenizer, data_args.item_noun, data_args.max_length, lm_labels=args.lm_weight > 0)
+    return train, PromptCollator(tokenizer, data_args.item_noun, data_args.max_length)
+
+
+def total_steps(args: CTRTrainingArguments, train_examples: int) -> int:
+    if args.max_steps > 0:
+        return args.max_steps
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    return max(1, math.ceil(train_examples / per_step) * math.ceil(args.num_train_epochs))
+
+
+def print_ctr_summary(metrics: dict, output_dir: str, prefix: str = "test_") -> None:
+    keys = ("auc", "gauc", "log_loss", "precision", "recall", "f1", "accuracy")
+    lines = ["", f"{prefix.rstrip('_')} metrics ({int(metrics.get(prefix + 'examples', 0)):,} examples)"]
+    lines += [f"  {k:<10} {metrics[prefix + k]:.4f}" for k in keys if prefix + k in metrics]
+    lines += [f"checkpoint:   {output_dir}", f"metrics JSON: {os.path.join(output_dir, 'test_results.json')}"]
+    print("\n".join(lines), flush=True)
+
+
+def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CTRTrainingArguments) -> dict:
+    set_seed(args.seed)
+    dd, stats = ctr_data(data_args)
+    logger.info("CTR examples: %s", stats["examples"])
+    model, tokenizer = build_ctr_model(model_args, total_steps(args, len(dd["train"])))
+    backbone = getattr(model, "encoder", None) or model.lm
+    if hasattr(backbone, "print_trainable_parameters"):
+        backbone.print_trainable_parameters()
+    train_collator, eval_collator = collators(model_args, data_args, args, tokenizer)
+    config = {"data_args": dataclasses.asdict(data_args), "data_stats": stats}
+    trainer = CTRTrainer(
+        model=model,
+        args=args,
+        train_dataset=dd["train"],
+        eval_dataset=fixed_subset(dd["valid"], data_args.max_eval_examples, args.seed),
+        data_collator=train_collator,
+        eval_collator=eval_collator,
+        processing_class=tokenizer,
+        ctr_config=config,
+    )
+    last = get_last_checkpoint(args.output_dir) if args.resume and os.path.isdir(args.output_dir) else None
+    result = trainer.train(resume_from_checkpoint=last)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_model(args.output_dir)
+    trainer.save_state()
+    test = fixed_subset(dd["test"], data_args.max_test_examples, args.seed)
+    metrics = trainer.evaluate(test, metric_key_prefix="test")
+    trainer.save_metrics("test", metrics)
+    if trainer.is_world_process_zero():
+        print_ctr_summary(metrics, args.output_dir)
+    return metrics

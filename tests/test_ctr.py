@@ -1,0 +1,219 @@
+"""The pointwise preference task on tiny random models (an encoder and a causal LM built from config): the
+verbalizer's probability is the softmax of the right two logits, the label never reaches the input, LoRA leaves
+the base weights intact, the loss is the sum of its logged parts, the LM loss covers item titles only, a checkpoint
+reloads to the same probabilities, and the encoder learns a pattern."""
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from conftest import NUM_ITEMS
+
+from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+from recpipe.ctr_collators import CrossEncoderCollator, PromptCollator, render_prompt
+from recpipe.ctr_models import build_ctr_model, load_ctr_checkpoint, verbalizer_ids
+from recpipe.ctr_pipeline import collators
+from recpipe.ctr_trainer import CTRTrainer
+
+WORDS = [f"w{i}" for i in range(NUM_ITEMS)] + [f"g{i}" for i in range(5)]
+
+
+def examples(n: int, seed: int = 0) -> datasets.Dataset:
+    """Users like the even items and dislike the odd ones: learnable from the candidate alone."""
+    rng = np.random.default_rng(seed)
+    rows = {k: [] for k in ("user_id", "item_id", "history_titles", "history_liked", "candidate_title")}
+    rows.update(candidate_text=[], label=[], timestamp=[])
+    for k in range(n):
+        history = rng.integers(0, NUM_ITEMS, 10).tolist()
+        item = int(rng.integers(0, NUM_ITEMS))
+        rows["user_id"].append(f"u{k % 7}")
+        rows["item_id"].append(f"i{item}")
+        rows["history_titles"].append([f"w{h}" for h in history])
+        rows["history_liked"].append([h % 2 == 0 for h in history])
+        rows["candidate_title"].append(f"w{item}")
+        rows["candidate_text"].append(f"Title: w{item}. Genres: g{item % 5}.")
+        rows["label"].append(int(item % 2 == 0))
+        rows["timestamp"].append(k)
+    return datasets.Dataset.from_dict(rows)
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from recpipe.ctr_collators import INSTRUCTION
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    text = INSTRUCTION + " User Preference Unpreference Whether the user will like target movie About it Title Genres"
+    words = {w for w in pre_tokenizers.Whitespace().pre_tokenize_str(text)} | set()
+    vocab = ["<pad>", "<unk>", "<s>", "</s>", "Yes", "No", "Answer", ":", '"', ",", ".", "?", '"?', '".', "'", "s"]
+    vocab += sorted({w for w, _ in words} - set(vocab)) + WORDS
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(d)
+    tokenizer.save_pretrained(d)
+    return str(d)
+
+
+def causal_args(path, **kw):
+    base = dict(model_family="causal_lm", model_name_or_path=path, lora_target_modules=["q_proj", "v_proj"])
+    return CTRModelArguments(**{**base, **kw})
+
+
+def encoder_args(path, **kw):
+    base = dict(model_family="encoder", model_name_or_path=path, lora_target_modules=["query", "value"])
+    return CTRModelArguments(**{**base, **kw})
+
+
+def train_args(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        use_cpu=True,
+        seed=0,
+    )
+    return CTRTrainingArguments(**{**base, **kw})
+
+
+def make_trainer(margs, tmp_path, n=64, **targs):
+    args = train_args(tmp_path, **targs)
+    model, tokenizer = build_ctr_model(margs, args.max_steps)
+    data_args = CTRDataArguments(item_noun="movie", max_length=160)
+    train_collator, eval_collator = collators(margs, data_args, args, tokenizer)
+    trainer = CTRTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples(n),
+        eval_dataset=examples(48, seed=1),
+        data_collator=train_collator,
+        eval_collator=eval_collator,
+        processing_class=tokenizer,
+    )
+    return trainer, tokenizer
+
+
+def test_verbalizer_probability_is_the_softmax_of_the_answer_logits(tiny_causal_lm_dir):
+    model, tokenizer = build_ctr_model(causal_args(tiny_causal_lm_dir, peft_type="none"))
+    model.eval()
+    yes, no = verbalizer_ids(tokenizer, " Yes", " No")
+    assert tokenizer.convert_ids_to_tokens([yes, no]) == ["Yes", "No"]
+    batch = PromptCollator(tokenizer, "movie", 200)(list(examples(5)))
+    with torch.no_grad():
+        p = torch.sigmoid(model(**batch)["logits"])
+        full = model.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    last = batch["attention_mask"].sum(1) - 1
+    at_answer = full[torch.arange(5), last]
+    expected = torch.softmax(at_answer[:, [yes, no]], dim=-1)[:, 0]
+    assert torch.allclose(p, expected, atol=1e-5)
+    assert ((p > 0) & (p < 1)).all()
+    # the answer position is each row's own last prompt token, whatever the padding
+    assert (batch["input_ids"][torch.arange(5), last] == tokenizer.convert_tokens_to_ids(":")).all()
+    with pytest.raises(ValueError, match="tokens"):
+        verbalizer_ids(tokenizer, " Yes indeed", " No")
+
+
+def test_the_label_never_reaches_the_input(tiny_causal_lm_dir, tiny_model_dir):
+    rows = list(examples(6))
+    flipped = [{**r, "label": 1 - r["label"]} for r in rows]
+    _, causal_tok = build_ctr_model(causal_args(tiny_causal_lm_dir))
+    _, encoder_tok = build_ctr_model(encoder_args(tiny_model_dir))
+    for collate in (
+        PromptCollator(causal_tok, "movie", 200, lm_labels=True),
+        CrossEncoderCollator(encoder_tok, 128),
+    ):
+        a, b = collate(rows), collate(flipped)
+        assert set(a) == set(b)
+        for key in a:
+            if key != "labels":
+                assert torch.equal(a[key], b[key]), key
+        assert not torch.equal(a["labels"], b["labels"])
+    for r in rows:
+        text, _ = render_prompt(r, "movie")
+        assert text.endswith("Answer:") and "Yes" not in text.split("\n", 1)[1]
+
+
+def test_lm_loss_targets_only_item_title_tokens(tiny_causal_lm_dir):
+    _, tokenizer = build_ctr_model(causal_args(tiny_causal_lm_dir))
+    batch = PromptCollator(tokenizer, "movie", 200, lm_labels=True)(list(examples(4)))
+    labelled = batch["lm_labels"][batch["lm_labels"] != -100]
+    words = set(tokenizer.convert_ids_to_tokens(labelled.tolist()))
+    assert words and words <= set(WORDS)
+    row = examples(1)[0]
+    per_row = (batch["lm_labels"][0] != -100).sum().item()
+    assert per_row == len(row["history_titles"]) + 1  # every history title and the candidate, one token each here
+
+
+def test_long_prompts_drop_the_oldest_history_first(tiny_causal_lm_dir):
+    _, tokenizer = build_ctr_model(causal_args(tiny_causal_lm_dir))
+    row = {
+        "history_titles": [f"w{i}" for i in range(10)],  # oldest first
+        "history_liked": [True, False] * 5,
+        "candidate_title": "w20",
+        "candidate_text": "Title: w20. Genres: g0.",
+        "label": 1,
+    }
+    full = PromptCollator(tokenizer, "movie", 1000)([row])["input_ids"]
+    cut = PromptCollator(tokenizer, "movie", full.shape[1] - 3)([row])["input_ids"]
+    assert cut.shape[1] <= full.shape[1] - 3
+    kept = set(tokenizer.convert_ids_to_tokens(cut[0].tolist()))
+    assert "w0" not in kept and {"w9", "w8", "w20"} <= kept
+
+
+@pytest.mark.parametrize("family", ["encoder", "causal_lm"])
+def test_lora_keeps_base_weights_and_the_loss_is_the_sum_of_its_parts(
+    family, tiny_model_dir, tiny_causal_lm_dir, tmp_path
+):
+    margs = encoder_args(tiny_model_dir) if family == "encoder" else causal_args(tiny_causal_lm_dir)
+    trainer, _ = make_trainer(margs, tmp_path)
+    named = dict(trainer.model.named_parameters())
+    adapters = [n for n in named if "lora_" in n]
+    base = [n for n, p in named.items() if not p.requires_grad]
+    assert adapters and base
+    before = {n: named[n].detach().clone() for n in adapters + base}
+    trainer.train()
+    assert all(torch.equal(before[n], named[n]) for n in base), "a base weight changed"
+    assert any(not torch.equal(before[n], named[n]) for n in adapters), "no adapter changed"
+    self_supervised = "mlm_loss" if family == "encoder" else "lm_loss"
+    logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
+    assert len(logs) == 3
+    for h in logs:
+        assert h[self_supervised] > 0 and "perplexity" in h
+        assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised], rel=1e-4)
+
+
+def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, tmp_path):
+    margs = encoder_args(tiny_model_dir, peft_type="none", pooling="cls", head_dropout=0.0)
+    trainer, _ = make_trainer(margs, tmp_path, n=256, max_steps=150, learning_rate=3e-3, mlm_weight=0.0)
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_auc"] > 0.85 and after["eval_auc"] > before["eval_auc"] + 0.2, (before, after)
+    assert {"eval_gauc", "eval_log_loss", "eval_precision", "eval_recall", "eval_f1"} <= set(after)
+    trainer.save_model(str(tmp_path / "ckpt"))
+    model, _, _ = load_ctr_checkpoint(tmp_path / "ckpt")
+    trainer.model = model
+    again = trainer.evaluate()
+    assert again["eval_auc"] == after["eval_auc"] and again["eval_log_loss"] == pytest.approx(after["eval_log_loss"])
