@@ -73,6 +73,67 @@ def cold_table(dataset: str) -> str | None:
     return header + "\n" + "\n".join(rows)
 
 
+TALLREC_MOVIE_AUC = {"16": 67.24, "64": 67.48, "256": 71.98}  # published, LLaMA-7B + LoRA, ML-100K
+SHOTS = ("16", "64", "256", "all")
+
+
+def _auc_cell(paths: list[Path], key: str | None = None) -> str:
+    values = []
+    for p in paths:
+        data = json.loads(p.read_text())
+        values.append(100 * (data[key]["test_auc"] if key else data["test_auc"]))
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def ctr_table() -> str | None:
+    folder = RESULTS / "ctr"
+    if not folder.is_dir():
+        return None
+    rows = ["| model | " + " | ".join(f"{s} shots" if s != "all" else "all data" for s in SHOTS) + " |"]
+    rows.append("| --- |" + " --- |" * len(SHOTS))
+    rows.append(
+        "| TALLRec, LLaMA-7B + LoRA (published) | "
+        + " | ".join(f"{TALLREC_MOVIE_AUC[s]:.2f}" if s in TALLREC_MOVIE_AUC else "–" for s in SHOTS)
+        + " |"
+    )
+    for name in ("history_like_rate", "item_like_rate", "logistic_regression"):
+        cells = [_auc_cell(sorted((folder / "baselines" / s).glob("seed*.json")), name) for s in SHOTS]
+        rows.append(f"| baseline: {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    labels = {"encoder": "MiniLM cross-encoder + LoRA (recpipe)", "causal_lm": "SmolLM2-135M + LoRA (recpipe)"}
+    for family, label in labels.items():
+        cells = [_auc_cell(sorted((folder / family / s).glob("seed*.json"))) for s in SHOTS]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def robustness_table(dataset: str = "movielens-100k") -> str | None:
+    folder = RESULTS / "robustness" / dataset
+    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/seed0.json"))}
+    if not reports:
+        return None
+    names = list(reports)
+    cells: dict[tuple, dict[str, str]] = {}
+    clean, means = {}, {}
+    for name, report in reports.items():
+        rows = [r for r in report["rows"] if r["metric"] == "ndcg@10"]
+        clean[name] = rows[0]["clean"]
+        means[name] = statistics.mean(r["drop_pct"] for r in rows)
+        for r in rows:
+            cells.setdefault((r["perturbation"], r["severity"]), {})[name] = (
+                f"{r['perturbed']:.4f} ({r['drop_pct']:+.1f}%)"
+            )
+    lines = ["| perturbation | severity | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
+    lines.append("| none (clean) | – | " + " | ".join(f"{clean[n]:.4f}" for n in names) + " |")
+    for (pert, sev), by_name in cells.items():
+        lines.append(f"| {pert} | {sev:g} | " + " | ".join(by_name.get(n, "–") for n in names) + " |")
+    lines.append("| **mean drop** | | " + " | ".join(f"**{means[n]:.1f}%**" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def plot(dataset: str, means: dict[str, float]) -> None:
     if not means:
         return
@@ -100,6 +161,20 @@ def main() -> None:
         cold = cold_table(dataset)
         if cold:
             parts.append(f"#### {dataset}, cold-start split\n\n{cold}")
+    ctr = ctr_table()
+    if ctr:
+        parts.append(
+            "#### Pointwise preference (CTR), MovieLens-100K, TALLRec protocol: test AUC × 100\n\n"
+            "`python bench/ctr.py` (mean ± std over seeds 0–2; each seed is its own few-shot sample and its own fixed "
+            "random 1,000-example subset of the 9,057 test examples, shared by the models and baselines of that "
+            "seed)\n\n" + ctr
+        )
+    robust = robustness_table()
+    if robust:
+        parts.append(
+            "#### Robustness, MovieLens-100K: test NDCG@10 under each perturbation (drop %)\n\n"
+            "`python bench/robustness.py` (seed 0; each report's exact command is in its JSON)\n\n" + robust
+        )
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text()
     if START not in text:

@@ -1,0 +1,110 @@
+"""Pointwise preference (CTR) benchmark on MovieLens-100K under the TALLRec protocol: AUC of the encoder
+cross-encoder and the causal LM at 16 / 64 / 256 shots and with all training data, seeds, beside the baselines.
+
+Each (family, shots, seed) runs ``recipes/ctr.py`` in its own process and saves its test metrics to
+``bench/results/ctr/<family>/<shots>/seed<k>.json``; the baselines (same test examples) go to
+``bench/results/ctr/baselines/<shots>/seed<k>.json``. Finished runs are skipped, so it resumes where it stopped.
+Every model and baseline is scored on the same fixed random subset of the test split (``--max-test-examples``).
+
+    python bench/ctr.py --families encoder --shots 16 64 256 --seeds 0 1 2
+    python bench/ctr.py --baselines-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "ctr"
+# optimizer steps by training-set size (few-shot runs see each example many times; the best valid AUC is kept)
+STEPS = {"16": 40, "64": 60, "256": 120, "all": 1000}
+
+
+def run_baselines(shots: str, seed: int, max_test: int) -> dict:
+    from recpipe.configs import CTRDataArguments
+    from recpipe.ctr_baselines import ctr_baselines
+    from recpipe.ctr_pipeline import ctr_data, fixed_subset
+
+    data_args = CTRDataArguments(train_shots=None if shots == "all" else int(shots), shot_seed=seed)
+    dd, _ = ctr_data(data_args)
+    return ctr_baselines(dd["train"], fixed_subset(dd["test"], max_test, seed))
+
+
+def run_model(family: str, shots: str, seed: int, max_test: int) -> dict:
+    out = ROOT / "bench" / "runs" / "ctr" / family / shots / f"seed{seed}"
+    steps = STEPS[shots]
+    cmd = [
+        sys.executable,
+        str(ROOT / "recipes" / "ctr.py"),
+        "--config",
+        str(ROOT / "recipes" / "ctr" / f"config_{family}.yaml"),
+    ]
+    flags = {
+        "seed": seed,
+        "shot_seed": seed,
+        "output_dir": out,
+        "resume": "false",
+        "max_steps": steps,
+        "eval_steps": max(10, steps // 4),
+        "save_steps": max(10, steps // 4),
+        "max_eval_examples": 500,
+        "max_test_examples": max_test,
+        "disable_tqdm": "true",
+        "save_total_limit": 1,
+    }
+    if shots != "all":
+        flags["train_shots"] = shots
+        flags["per_device_train_batch_size"] = 16
+    for key, value in flags.items():
+        cmd += [f"--{key}", str(value)]
+    log = out.parent / f"seed{seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{family} {shots} shots seed {seed} failed; see {log}")
+    metrics = json.loads((out / "test_results.json").read_text())
+    metrics["wall_s"] = round(time.perf_counter() - start, 1)
+    metrics["command"] = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="*", default=["encoder", "causal_lm"], choices=["encoder", "causal_lm"])
+    parser.add_argument("--shots", nargs="+", default=["16", "64", "256", "all"], choices=list(STEPS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-test-examples", type=int, default=1000)
+    parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    for shots in args.shots:
+        for seed in [0] if shots == "all" else args.seeds:
+            path = RESULTS / "baselines" / shots / f"seed{seed}.json"
+            if args.force or not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(run_baselines(shots, seed, args.max_test_examples), indent=2))
+            print(f"baselines {shots} shots seed {seed}: {path.relative_to(ROOT)}", flush=True)
+    if args.baselines_only:
+        return
+    for family in args.families:
+        for shots in args.shots:
+            for seed in args.seeds:
+                path = RESULTS / family / shots / f"seed{seed}.json"
+                if path.exists() and not args.force:
+                    print(f"{family} {shots} shots seed {seed}: done", flush=True)
+                    continue
+                metrics = run_model(family, shots, seed, args.max_test_examples)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(metrics, indent=2))
+                print(f"{family} {shots} shots seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
