@@ -2,6 +2,7 @@
 
 import glob
 import json
+from pathlib import Path
 
 from test_training import model_args, training_args
 from wandb_records import history_rows, records
@@ -49,3 +50,18 @@ def test_offline_wandb_run_holds_loss_parts_and_metrics(tiny_model_dir, tmp_path
     evaluated = json.loads((out / "eval_test_results.json").read_text())
     assert evaluated["test_ndcg@10"] == metrics["test_ndcg@10"]
     assert (out / "embeddings" / "item_embeddings.parquet").is_file()
+
+
+def test_tensorboard_events_hold_loss_parts_and_metrics(tiny_model_dir, tmp_path, prepared_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = training_args(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=2, report_to=["tensorboard"])
+    run(DataArguments(max_history=10, prepared_dir=prepared_dir), model_args(tiny_model_dir), args)
+    events = glob.glob(str(tmp_path / "out" / "runs" / "*" / "events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(Path(events[0]).parent))  # the folder: the run may span several event files
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/rec_loss", "train/mlm_loss", "train/rel_loss", "train/loss", "eval/ndcg@10"} <= tags
+    rec = [e.value for e in acc.Scalars("train/rec_loss")]
+    assert len(rec) == 4 and all(v > 0 for v in rec)
