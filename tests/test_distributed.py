@@ -22,7 +22,7 @@ def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepa
     config = yaml.safe_load(config_path.read_text())
     # 60 test users in batches of 16 over 2 processes: the last batch is padded and must not count twice
     config.update(max_steps=20, save_steps=10, eval_strategy="steps", eval_steps=10, per_device_eval_batch_size=16)
-    config.update(encode_batch_size=8, resume=False)
+    config.update(encode_batch_size=8, resume=False, adversarial="fgm", adv_epsilon=0.2)  # FGM under DDP too
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     # `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.x unless mpirun is configured
@@ -36,6 +36,7 @@ def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepa
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 20
     assert any("eval_ndcg@10" in entry for entry in state["log_history"])
+    assert all(entry["adv_loss"] > 0 for entry in state["log_history"] if "rec_loss" in entry)
     assert json.loads((out / "recpipe_config.json").read_text())["num_processes"] == 2
     distributed = json.loads((out / "test_results.json").read_text())
 
