@@ -11,7 +11,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-START, END = "<!-- AUTO:quality:start -->", "<!-- AUTO:quality:end -->"
 METRICS = ("test_ndcg@10", "test_recall@10", "test_mrr@10")
 COLD = ("test_cold_ndcg@10", "test_cold_recall@10")
 
@@ -161,28 +160,26 @@ def main() -> None:
         cold = cold_table(dataset)
         if cold:
             parts.append(f"#### {dataset}, cold-start split\n\n{cold}")
+    path = ROOT / "BENCHMARKS.md"
+    text = replace_block(path.read_text(), "quality", "\n\n".join(parts))
     ctr = ctr_table()
     if ctr:
-        parts.append(
-            "#### Pointwise preference (CTR), MovieLens-100K, TALLRec protocol: test AUC × 100\n\n"
-            "`python bench/ctr.py` (mean ± std over seeds 0–2; each seed is its own few-shot sample and its own fixed "
-            "random 1,000-example subset of the 9,057 test examples, shared by the models and baselines of that "
-            "seed)\n\n" + ctr
-        )
+        text = replace_block(text, "ctr", ctr)
     robust = robustness_table()
     if robust:
-        parts.append(
-            "#### Robustness, MovieLens-100K: test NDCG@10 under each perturbation (drop %)\n\n"
-            "`python bench/robustness.py` (seed 0; each report's exact command is in its JSON)\n\n" + robust
-        )
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    if START not in text:
-        raise SystemExit(f"BENCHMARKS.md lacks the {START} marker")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(head + START + "\n" + "\n\n".join(parts) + "\n" + END + tail)
+        text = replace_block(text, "robustness", robust)
+    path.write_text(text)
     print(f"updated {path}")
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """Put ``content`` between the ``<!-- AUTO:name:start -->`` and ``<!-- AUTO:name:end -->`` markers."""
+    start, end = f"<!-- AUTO:{name}:start -->", f"<!-- AUTO:{name}:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"BENCHMARKS.md lacks the {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + start + "\n" + content + "\n" + end + tail
 
 
 if __name__ == "__main__":
