@@ -6,7 +6,7 @@
 4. catalogue encoding: recpipe (length-sorted dynamic padding, bf16 autocast) against sentence-transformers'
    ``encode`` on the same model and texts.
 
-    python bench/speed.py                      # writes bench/results/speed.json
+    python bench/speed.py                      # writes bench/results/speed.json (speed_gpu.json on a GPU)
 """
 
 from __future__ import annotations
@@ -27,16 +27,31 @@ from recpipe.losses import CombinedLoss
 from recpipe.modeling import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
+# the same script on a GPU machine gives the GPU section (absolute times; results in speed_gpu.json)
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def on_device(batch: dict) -> dict:
+    return {k: v.to(DEVICE) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    if DEVICE.type == "cuda":
+        n = max(n, 8192)  # a GPU needs a larger GEMM to reach its peak
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     for _ in range(2):
         a @ b
+    sync()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / min(times) / 1e9
 
@@ -55,13 +70,16 @@ def step_timer(model, batches, loss_args, bf16: bool):
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
     def step(batch) -> float:
+        batch = on_device(batch)
+        sync()
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
             outputs = model(**batch)
             loss = sum(loss_fn(model, outputs, batch).values())
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        sync()
         return time.perf_counter() - start
 
     return step
@@ -81,6 +99,7 @@ def training_utilization(dd, texts, windows, bf16_peak: float) -> dict[str, dict
     for name, margs in configs.items():
         torch.manual_seed(1)
         model, tokenizer = build_model(margs, len(texts), 50)
+        model.to(DEVICE)
         tokens = tokenize_items(texts, tokenizer, margs.max_text_length)
         model.refresh_text_cache(tokens)
         model.train()
@@ -110,6 +129,7 @@ def main() -> None:
 
     margs = ModelArguments(use_item_ids=True)
     model, tokenizer = build_model(margs, len(texts), 50)
+    model.to(DEVICE)
     tokens = tokenize_items(texts, tokenizer, margs.max_text_length)
     model.refresh_text_cache(tokens)
     model.train()
@@ -159,19 +179,21 @@ def main() -> None:
     # catalogue encoding: recpipe against sentence-transformers, same model and texts, alternated
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(resolve_model_path(margs.model_name_or_path), device="cpu")
+    st = SentenceTransformer(resolve_model_path(margs.model_name_or_path), device=DEVICE.type)
     st.max_seq_length = margs.max_text_length
     st_bf16 = SentenceTransformer(
-        resolve_model_path(margs.model_name_or_path), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16}
+        resolve_model_path(margs.model_name_or_path), device=DEVICE.type, model_kwargs={"torch_dtype": torch.bfloat16}
     )
     st_bf16.max_seq_length = margs.max_text_length
     model.eval()
     # the same encoder without adapters: recpipe's pipeline overhead alone, against sentence-transformers
     plain, _ = build_model(ModelArguments(use_item_ids=True, peft_type="none"), len(texts), 50)
+    plain.to(DEVICE)
     plain.eval()
     runs = {"recpipe_bf16": [], "recpipe_fp32": [], "recpipe_plain_bf16": [], "st_fp32": [], "st_bf16": []}
     for _ in range(3):
         for name in runs:
+            sync()
             start = time.perf_counter()
             if name.startswith("recpipe"):
                 target = plain if "plain" in name else model
@@ -179,6 +201,7 @@ def main() -> None:
                 target.refresh_text_cache(tokens, 256)
             else:
                 (st if name == "st_fp32" else st_bf16).encode(texts, batch_size=256)
+            sync()
             runs[name].append(time.perf_counter() - start)
     encode = {f"{k}_items_per_s": len(texts) / min(v) for k, v in runs.items()}
     encode["recpipe_bf16_over_st_fp32"] = encode["recpipe_bf16_items_per_s"] / encode["st_fp32_items_per_s"]
@@ -192,7 +215,8 @@ def main() -> None:
     print("encoding", encode, flush=True)
 
     out = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": (torch.cuda.get_device_name() if DEVICE.type == "cuda" else platform.machine())
+        + f", {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "model": "all-MiniLM-L6-v2 (packaged) + LoRA r=8, ML-100K batches of 32 windows, 64 fresh items",
@@ -202,7 +226,7 @@ def main() -> None:
         "training_by_configuration": by_config,
         "catalogue_encoding": {"items": len(texts), **encode},
     }
-    path = ROOT / "bench" / "results" / "speed.json"
+    path = ROOT / "bench" / "results" / ("speed_gpu.json" if DEVICE.type == "cuda" else "speed.json")
     path.write_text(json.dumps(out, indent=2))
     print(f"wrote {path}")
 
