@@ -35,6 +35,8 @@ ID_ONLY = {
 VARIANTS: dict[str, dict[str, str]] = {
     "sasrec-id": {**ID_ONLY},
     "text-lora": {"use_item_ids": "false"},
+    "text-lora-mlm0": {"use_item_ids": "false", "mlm_weight": "0"},
+    "text-lora-pretrain": {"use_item_ids": "false", "stages": "pretrain finetune", "rel_weight": "0.1"},
     "text+id-lora": {},
     "text+id-lora-mlm0": {"mlm_weight": "0"},
     "text+id-lora-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1"},
