@@ -110,26 +110,46 @@ def ctr_table() -> str | None:
 
 
 def robustness_table(dataset: str = "movielens-100k") -> str | None:
+    """NDCG@10 under each perturbation for each variant, averaged over the seeds that have a report."""
     folder = RESULTS / "robustness" / dataset
-    reports = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/seed0.json"))}
+    reports: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("*/seed*.json")):
+        reports.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
     if not reports:
         return None
     names = list(reports)
     cells: dict[tuple, dict[str, str]] = {}
-    clean, means = {}, {}
-    for name, report in reports.items():
-        rows = [r for r in report["rows"] if r["metric"] == "ndcg@10"]
-        clean[name] = rows[0]["clean"]
-        means[name] = statistics.mean(r["drop_pct"] for r in rows)
-        for r in rows:
-            cells.setdefault((r["perturbation"], r["severity"]), {})[name] = (
-                f"{r['perturbed']:.4f} ({r['drop_pct']:+.1f}%)"
-            )
-    lines = ["| perturbation | severity | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
-    lines.append("| none (clean) | – | " + " | ".join(f"{clean[n]:.4f}" for n in names) + " |")
+    clean, mean_drop, groups = {}, {}, {}
+    for name, runs in reports.items():
+        rows_by_seed = [[r for r in run["rows"] if r["metric"] == "ndcg@10"] for run in runs]
+        clean[name] = _fmt([rows[0]["clean"] for rows in rows_by_seed])
+        mean_drop[name] = statistics.mean(statistics.mean(r["drop_pct"] for r in rows) for rows in rows_by_seed)
+        by_key: dict[tuple, list[dict]] = {}
+        for rows in rows_by_seed:
+            for r in rows:
+                by_key.setdefault((r["perturbation"], r["severity"]), []).append(r)
+        for key, rs in by_key.items():
+            perturbed = statistics.mean(r["perturbed"] for r in rs)
+            drop = statistics.mean(r["drop_pct"] for r in rs)
+            cells.setdefault(key, {})[name] = f"{perturbed:.4f} ({drop:+.1f}%)"
+            groups.setdefault(name, {}).setdefault(
+                "text" if key[0] not in ("drop_history", "embedding_attack") else key[0], []
+            ).append(drop)
+    seeds = {n: len(r) for n, r in reports.items()}
+    lines = [
+        "| perturbation | severity | "
+        + " | ".join(f"{n} ({seeds[n]} seed{'s' * (seeds[n] > 1)})" for n in names)
+        + " |",
+        "| --- | --- |" + " --- |" * len(names),
+    ]
+    lines.append("| none (clean) | – | " + " | ".join(clean[n] for n in names) + " |")
     for (pert, sev), by_name in cells.items():
         lines.append(f"| {pert} | {sev:g} | " + " | ".join(by_name.get(n, "–") for n in names) + " |")
-    lines.append("| **mean drop** | | " + " | ".join(f"**{means[n]:.1f}%**" for n in names) + " |")
+    for group in ("text", "drop_history", "embedding_attack"):
+        values = [f"{statistics.mean(groups[n][group]):.1f}%" if group in groups[n] else "–" for n in names]
+        label = "text perturbations (15 rows)" if group == "text" else group
+        lines.append(f"| mean drop: {label} | | " + " | ".join(values) + " |")
+    lines.append("| **mean drop, all rows** | | " + " | ".join(f"**{mean_drop[n]:.1f}%**" for n in names) + " |")
     return "\n".join(lines)
 
 
