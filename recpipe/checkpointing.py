@@ -38,3 +38,10 @@ class TrainableWeightsMixin:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+
+def save_training_files(trainer, output_dir: str | os.PathLike) -> None:
+    """What a Trainer checkpoint holds beside the weights: the tokenizer and the training arguments."""
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(output_dir)
+    Path(output_dir, "training_args.json").write_text(trainer.args.to_json_string())

@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 from recpipe.checkpointing import TrainableWeightsMixin
 from recpipe.configs import CTRModelArguments, resolve_model_path
-from recpipe.modeling import _mlm_parts, mean_pool
+from recpipe.modeling import _mlm_parts, masked_lm_loss, mean_pool
 
 CTR_CONFIG_NAME = "ctr_config.json"
 
@@ -55,15 +55,7 @@ class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
         logits = self.head(self.dropout(pooled)).squeeze(-1).float()
-        mlm_loss = None
-        if mlm_labels is not None:
-            selected = mlm_labels != -100
-            if mlm_head is None:
-                raise ValueError(f"{type(self.encoder).__name__} has no MLM head; set mlm_weight: 0")
-            if selected.any():
-                mlm_loss = F.cross_entropy(mlm_head(hidden[selected]).float(), mlm_labels[selected])
-            else:
-                mlm_loss = hidden.sum() * 0.0
+        mlm_loss = None if mlm_labels is None else masked_lm_loss(self.encoder, mlm_head, hidden, mlm_labels)
         return {"logits": logits, "mlm_loss": mlm_loss}
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from recpipe.checkpointing import save_training_files
 from recpipe.ctr_models import save_ctr_checkpoint
 from recpipe.loss_logging import LossPartsLoggingMixin
 from recpipe.metrics import pointwise_metrics
@@ -83,10 +84,7 @@ class CTRTrainer(LossPartsLoggingMixin, Trainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         save_ctr_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, self.ctr_config)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
-            f.write(self.args.to_json_string())
+        save_training_files(self, output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         (model or self.accelerator.unwrap_model(self.model)).load_trainable_weights(resume_from_checkpoint)

@@ -40,6 +40,17 @@ def _mlm_parts(mlm_model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
     return backbone, None
 
 
+def masked_lm_loss(encoder: nn.Module, head: nn.Module | None, hidden: torch.Tensor, labels: torch.Tensor):
+    """MLM cross-entropy with the head run only on the masked positions (``labels != -100``): the vocabulary
+    projection on every token would cost as much as the encoder itself."""
+    if head is None:
+        raise ValueError(f"{type(encoder).__name__} has no MLM head; set mlm_weight: 0")
+    selected = labels != -100
+    if not selected.any():
+        return hidden.sum() * 0.0
+    return F.cross_entropy(head(hidden[selected]).float(), labels[selected])
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -102,16 +113,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         backbone, head = _mlm_parts(self.encoder)
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
-        mlm_loss = None
-        if labels is not None:
-            selected = labels != -100
-            if head is None:
-                raise ValueError(f"{type(self.encoder).__name__} has no MLM head; set mlm_weight: 0")
-            if selected.any():
-                logits = head(hidden[selected])
-                mlm_loss = F.cross_entropy(logits.float(), labels[selected])
-            else:
-                mlm_loss = hidden.sum() * 0.0
+        mlm_loss = None if labels is None else masked_lm_loss(self.encoder, head, hidden, labels)
         return pooled, mlm_loss
 
     def item_table(

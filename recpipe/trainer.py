@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from transformers import Trainer
 
 from recpipe.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
+from recpipe.checkpointing import save_training_files
 from recpipe.evaluation import evaluate_split
 from recpipe.loss_logging import LossPartsLoggingMixin
 from recpipe.losses import CombinedLoss
@@ -158,10 +159,7 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
                 os.path.join(output_dir, CACHE_NAME),
                 metadata={"step": str(self._cache_step)},
             )
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
-            f.write(self.args.to_json_string())
+        save_training_files(self, output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model or self.accelerator.unwrap_model(self.model)
