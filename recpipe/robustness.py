@@ -203,7 +203,7 @@ def plot(rows: list[dict], path: Path, metric: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
     for name in dict.fromkeys(r["perturbation"] for r in rows):
         points = [(r["severity"], r["drop_pct"]) for r in rows if r["perturbation"] == name and r["metric"] == metric]
         ax.plot(*zip(*points), marker="o", label=name)
@@ -211,7 +211,7 @@ def plot(rows: list[dict], path: Path, metric: str) -> Path:
     ax.set_xlabel("severity")
     ax.set_ylabel(f"{metric} drop (%)")
     ax.set_title(f"robustness: {metric} drop under each perturbation")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
