@@ -46,6 +46,14 @@ VARIANTS: dict[str, dict[str, str]] = {
     "text+id-adalora": {"peft_type": "adalora"},
     "text+id-full": {"peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"},
+    "text+id-frozen-long": {
+        "freeze_encoder": "true",
+        "mlm_weight": "0",
+        "max_fresh_items": "0",
+        "max_steps": "6000",
+        "eval_steps": "1000",
+        "save_steps": "1000",
+    },
     "text-frozen": {
         "use_item_ids": "false",
         "freeze_encoder": "true",
