@@ -50,7 +50,7 @@ VARIANTS: dict[str, dict[str, str]] = {
         "freeze_encoder": "true",
         "mlm_weight": "0",
         "max_fresh_items": "0",
-        "max_steps": "6000",
+        "max_steps": "4000",
         "eval_steps": "1000",
         "save_steps": "1000",
     },
