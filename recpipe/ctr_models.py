@@ -25,15 +25,15 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from recpipe.checkpointing import TrainableWeightsMixin
-from recpipe.configs import CTRModelArguments, resolve_model_path
+from recpipe.configs import PACKAGED_SMOLLM2, CTRModelArguments, resolve_model_path
 from recpipe.modeling import _mlm_parts, masked_lm_loss, mean_pool
 
 CTR_CONFIG_NAME = "ctr_config.json"
 
 
 def resolve_ctr_model(name: str) -> str:
-    """``packaged:`` names of encoders and of the GGUF causal LM, else a hub id or a folder."""
-    if name.startswith("packaged:") and "minilm" not in name.lower():
+    """The packaged SmolLM2 (converted from its GGUF file on first use), the packaged MiniLM, a hub id or a folder."""
+    if name == PACKAGED_SMOLLM2:
         from recpipe.convert_gguf import resolve_causal_lm
 
         return resolve_causal_lm(name)

@@ -46,7 +46,7 @@ def tiny_causal_lm_dir(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tiny-llama")
     text = INSTRUCTION + " User Preference Unpreference Whether the user will like target movie About it Title Genres"
-    words = {w for w in pre_tokenizers.Whitespace().pre_tokenize_str(text)} | set()
+    words = set(pre_tokenizers.Whitespace().pre_tokenize_str(text))
     vocab = ["<pad>", "<unk>", "<s>", "</s>", "Yes", "No", "Answer", ":", '"', ",", ".", "?", '"?', '".', "'", "s"]
     vocab += sorted({w for w, _ in words} - set(vocab)) + WORDS
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
