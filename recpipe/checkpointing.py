@@ -4,13 +4,18 @@ full fine-tuning) as safetensors, beside a JSON config from which the model is r
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 WEIGHTS_NAME = "recpipe_weights.safetensors"
+TRAINER_STATE_NAME = "trainer_state.json"  # the Trainer writes it last: its presence marks a finished checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 class TrainableWeightsMixin:
@@ -45,3 +50,25 @@ def save_training_files(trainer, output_dir: str | os.PathLike) -> None:
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(output_dir)
     Path(output_dir, "training_args.json").write_text(trainer.args.to_json_string())
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` under ``output_dir`` that was written to the end, or None.
+
+    ``transformers.trainer_utils.get_last_checkpoint`` returns the newest folder even when the run was killed
+    while writing it (weights there, no optimizer or trainer state), and resuming from it then fails. The Trainer
+    writes ``trainer_state.json`` last, so a checkpoint whose state file is missing or unreadable is skipped."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = {}
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            steps[int(match.group(1))] = os.path.join(output_dir, name)
+    for step in sorted(steps, reverse=True):
+        try:
+            json.loads(Path(steps[step], TRAINER_STATE_NAME).read_text())
+            return steps[step]
+        except (OSError, ValueError):
+            logger.warning("skipping %s: not written to the end (no readable %s)", steps[step], TRAINER_STATE_NAME)
+    return None

@@ -9,8 +9,8 @@ import math
 import os
 
 from transformers import DataCollatorForLanguageModeling, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from recpipe.checkpointing import last_complete_checkpoint
 from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
 from recpipe.ctr_collators import CrossEncoderCollator, PromptCollator
 from recpipe.ctr_models import build_ctr_model
@@ -83,7 +83,7 @@ def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CT
         processing_class=tokenizer,
         ctr_config=config,
     )
-    last = get_last_checkpoint(args.output_dir) if args.resume and os.path.isdir(args.output_dir) else None
+    last = last_complete_checkpoint(args.output_dir) if args.resume else None
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_metrics("train", result.metrics)
     trainer.save_model(args.output_dir)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from recpipe.checkpointing import last_complete_checkpoint
 from recpipe.collators import (
     FreshItemEncoder,
     PairCollator,
@@ -120,7 +120,7 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
         popularity=item_popularity(dd["train"], num_items),
         recpipe_config=recpipe_config,
     )
-    last = get_last_checkpoint(args.output_dir) if args.resume and os.path.isdir(args.output_dir) else None
+    last = last_complete_checkpoint(args.output_dir) if args.resume else None
     if last:
         logger.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
