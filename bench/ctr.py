@@ -1,12 +1,12 @@
 """Pointwise preference (CTR) benchmark on MovieLens-100K under the TALLRec protocol: AUC of the encoder
 cross-encoder and the causal LM at 16 / 64 / 256 shots and with all training data, seeds, beside the baselines.
 
-Each (family, shots, seed) runs ``recipes/ctr.py`` in its own process and saves its test metrics to
-``bench/results/ctr/<family>/<shots>/seed<k>.json``; the baselines (same test examples) go to
+Each (variant, shots, seed) runs ``recipes/ctr.py`` in its own process and saves its test metrics to
+``bench/results/ctr/<variant>/<shots>/seed<k>.json``; the baselines (same test examples) go to
 ``bench/results/ctr/baselines/<shots>/seed<k>.json``. Finished runs are skipped, so it resumes where it stopped.
 Every model and baseline is scored on the same fixed random subset of the test split (``--max-test-examples``).
 
-    python bench/ctr.py --families encoder --shots 16 64 256 --seeds 0 1 2
+    python bench/ctr.py --variants encoder encoder+history --shots 16 64 256 --seeds 0 1 2
     python bench/ctr.py --baselines-only
 """
 
@@ -23,6 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ctr"
 # optimizer steps by training-set size (few-shot runs see each example many times; the best valid AUC is kept)
 STEPS = {"16": 40, "64": 60, "256": 120, "all": 1000}
+# model variants: the recipe of a family plus overrides; "+history" adds the like-rate term (``history_feature``)
+VARIANTS = {
+    "encoder": ("encoder", {}),
+    "encoder+history": ("encoder", {"history_feature": "true"}),
+    "causal_lm": ("causal_lm", {}),
+    "causal_lm+history": ("causal_lm", {"history_feature": "true"}),
+}
 
 
 def run_baselines(shots: str, seed: int, max_test: int) -> dict:
@@ -35,8 +42,9 @@ def run_baselines(shots: str, seed: int, max_test: int) -> dict:
     return ctr_baselines(dd["train"], fixed_subset(dd["test"], max_test, seed))
 
 
-def run_model(family: str, shots: str, seed: int, max_test: int) -> dict:
-    out = ROOT / "bench" / "runs" / "ctr" / family / shots / f"seed{seed}"
+def run_model(variant: str, shots: str, seed: int, max_test: int) -> dict:
+    family, overrides = VARIANTS[variant]
+    out = ROOT / "bench" / "runs" / "ctr" / variant / shots / f"seed{seed}"
     steps = STEPS[shots]
     cmd = [
         sys.executable,
@@ -56,6 +64,7 @@ def run_model(family: str, shots: str, seed: int, max_test: int) -> dict:
         "max_test_examples": max_test,
         "disable_tqdm": "true",
         "save_total_limit": 1,
+        **overrides,
     }
     if shots != "all":
         flags["train_shots"] = shots
@@ -68,7 +77,7 @@ def run_model(family: str, shots: str, seed: int, max_test: int) -> dict:
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     if proc.returncode != 0:
-        raise RuntimeError(f"{family} {shots} shots seed {seed} failed; see {log}")
+        raise RuntimeError(f"{variant} {shots} shots seed {seed} failed; see {log}")
     metrics = json.loads((out / "test_results.json").read_text())
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
     metrics["command"] = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")
@@ -77,7 +86,7 @@ def run_model(family: str, shots: str, seed: int, max_test: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", nargs="*", default=["encoder", "causal_lm"], choices=["encoder", "causal_lm"])
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--shots", nargs="+", default=["16", "64", "256", "all"], choices=list(STEPS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--max-test-examples", type=int, default=1000)
@@ -93,17 +102,17 @@ def main() -> None:
             print(f"baselines {shots} shots seed {seed}: {path.relative_to(ROOT)}", flush=True)
     if args.baselines_only:
         return
-    for family in args.families:
+    for variant in args.variants:
         for shots in args.shots:
             for seed in args.seeds:
-                path = RESULTS / family / shots / f"seed{seed}.json"
+                path = RESULTS / variant / shots / f"seed{seed}.json"
                 if path.exists() and not args.force:
-                    print(f"{family} {shots} shots seed {seed}: done", flush=True)
+                    print(f"{variant} {shots} shots seed {seed}: done", flush=True)
                     continue
-                metrics = run_model(family, shots, seed, args.max_test_examples)
+                metrics = run_model(variant, shots, seed, args.max_test_examples)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(metrics, indent=2))
-                print(f"{family} {shots} shots seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
+                print(f"{variant} {shots} shots seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,12 @@ def ctr_table() -> str | None:
     for name in ("history_like_rate", "item_like_rate", "logistic_regression"):
         cells = [_auc_cell(sorted((folder / "baselines" / s).glob("seed*.json")), name) for s in SHOTS]
         rows.append(f"| baseline: {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
-    labels = {"encoder": "MiniLM cross-encoder + LoRA (recpipe)", "causal_lm": "SmolLM2-135M + LoRA (recpipe)"}
+    labels = {
+        "encoder": "MiniLM cross-encoder + LoRA (recpipe)",
+        "encoder+history": "MiniLM cross-encoder + LoRA + like-rate term (recpipe)",
+        "causal_lm": "SmolLM2-135M + LoRA (recpipe)",
+        "causal_lm+history": "SmolLM2-135M + LoRA + like-rate term (recpipe)",
+    }
     for family, label in labels.items():
         cells = [_auc_cell(sorted((folder / family / s).glob("seed*.json"))) for s in SHOTS]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -97,6 +97,15 @@ class ModelArguments:
 STAGES = ("pretrain", "finetune", "evaluate", "export", "robustness")
 
 
+def _bf16_without_gpu_means_cpu(args: TrainingArguments) -> None:
+    """One recipe for every machine: bf16 autocast on a machine without a GPU means the CPU path (set before
+    ``TrainingArguments.__post_init__``, which would otherwise look for a bf16 GPU)."""
+    import torch
+
+    if args.bf16 and not torch.cuda.is_available():
+        args.use_cpu = True
+
+
 @dataclass
 class RecTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the combined loss, negatives, item-vector cache and evaluation protocol."""
@@ -173,11 +182,7 @@ class RecTrainingArguments(TrainingArguments):
     adv_weight: float = field(default=1.0, metadata={"help": "Weight of adv_loss (the rec loss under attack)."})
 
     def __post_init__(self):
-        import torch
-
-        # One recipe for every machine: bf16 autocast on a machine without a GPU means the CPU path.
-        if self.bf16 and not torch.cuda.is_available():
-            self.use_cpu = True
+        _bf16_without_gpu_means_cpu(self)
         super().__post_init__()
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
@@ -228,6 +233,13 @@ class CTRModelArguments(ModelArguments):
     yes_token: str = field(default=" Yes", metadata={"help": "causal_lm: the answer meaning like (one token)."})
     no_token: str = field(default=" No", metadata={"help": "causal_lm: the answer meaning dislike (one token)."})
     head_dropout: float = field(default=0.1, metadata={"help": "encoder: dropout before the classification head."})
+    history_feature: bool = field(
+        default=False,
+        metadata={
+            "help": "Add a learned linear term of the history's like rate (smoothed log-odds) to the model's log-odds "
+            "(wide & deep). The text already holds the marks; the term spares a small model learning to count them."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -251,10 +263,7 @@ class CTRTrainingArguments(TrainingArguments):
     resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
 
     def __post_init__(self):
-        import torch
-
-        if self.bf16 and not torch.cuda.is_available():
-            self.use_cpu = True
+        _bf16_without_gpu_means_cpu(self)
         super().__post_init__()
         if min(self.ctr_weight, self.mlm_weight, self.lm_weight) < 0:
             raise ValueError("loss weights must be >= 0")

@@ -26,6 +26,14 @@ def history_pair_text(titles: list[str], liked: list[bool]) -> str:
     return f"Liked: {likes}. Disliked: {dislikes}."
 
 
+def history_like_logodds(rows: list[dict]) -> torch.Tensor:
+    """Each row's history like rate as smoothed log-odds, ``log((likes + 1) / (dislikes + 1))``: the input of the
+    models' optional wide term (``history_feature``). Computed from the history marks only, never the label."""
+    likes = torch.tensor([float(sum(r["history_liked"])) for r in rows])
+    dislikes = torch.tensor([float(len(r["history_liked"])) for r in rows]) - likes
+    return torch.log((likes + 1) / (dislikes + 1))
+
+
 def _batch_seed(seed: int, tensor: torch.Tensor) -> int:
     """A seed from the batch's content: masking then does not depend on the global RNG, which the dataloader's
     prefetching and a resumed run would shift."""
@@ -58,6 +66,7 @@ class CrossEncoderCollator:
                 batch["input_ids"], batch["mlm_labels"] = self.mlm_collator.torch_mask_tokens(
                     enc["input_ids"].clone(), special_tokens_mask=enc["special_tokens_mask"]
                 )
+        batch["history_like_logodds"] = history_like_logodds(rows)
         batch["labels"] = torch.tensor([float(r["label"]) for r in rows])
         return batch
 
@@ -134,5 +143,6 @@ class PromptCollator:
         batch = {"input_ids": input_ids, "attention_mask": attention}
         if self.lm_labels:
             batch["lm_labels"] = labels
+        batch["history_like_logodds"] = history_like_logodds(rows)
         batch["labels"] = torch.tensor([float(r["label"]) for r in rows])
         return batch

@@ -8,6 +8,9 @@
   ``logit_yes - logit_no``. The self-supervised part is the language-modelling loss on the item-title tokens of the
   same prompt (the template's words are masked out of it).
 
+With ``history_feature`` both add ``w · log-odds(history like rate) + b`` (``HistoryLikeTerm``, starting at zero)
+to their log-odds: the wide part of a wide & deep model.
+
 Both return ``{"logits": log-odds [B], "mlm_loss" | "lm_loss": scalar or None}``, save what training changed as
 safetensors beside ``ctr_config.json``, and are rebuilt by ``load_ctr_checkpoint``.
 """
@@ -40,6 +43,21 @@ def resolve_ctr_model(name: str) -> str:
     return resolve_model_path(name)
 
 
+class HistoryLikeTerm(nn.Module):
+    """``w · x + b`` on the history's like-rate log-odds, zero at initialisation (the model starts as without it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, logits: torch.Tensor, history_like_logodds: torch.Tensor | None) -> torch.Tensor:
+        if history_like_logodds is None:
+            raise ValueError("history_feature needs history_like_logodds in the batch (recpipe's collators add it)")
+        return logits + self.linear(history_like_logodds.to(logits.dtype)[:, None]).squeeze(-1)
+
+
 class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
     def __init__(self, args: CTRModelArguments, encoder: nn.Module):
         super().__init__()
@@ -48,13 +66,18 @@ class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(args.head_dropout)
         self.head = nn.Linear(hidden, 1)
+        self.history_term = HistoryLikeTerm() if args.history_feature else None
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, mlm_labels=None, **_) -> dict:
+    def forward(
+        self, input_ids, attention_mask, token_type_ids=None, mlm_labels=None, history_like_logodds=None, **_
+    ) -> dict:
         backbone, mlm_head = _mlm_parts(self.encoder)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
         logits = self.head(self.dropout(pooled)).squeeze(-1).float()
+        if self.history_term is not None:
+            logits = self.history_term(logits, history_like_logodds)
         mlm_loss = None if mlm_labels is None else masked_lm_loss(self.encoder, mlm_head, hidden, mlm_labels)
         return {"logits": logits, "mlm_loss": mlm_loss}
 
@@ -81,6 +104,7 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
         self.args = args
         self.lm = lm
         self.yes_id, self.no_id = yes_id, no_id
+        self.history_term = HistoryLikeTerm() if args.history_feature else None
 
     def _parts(self):
         inner = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
@@ -94,7 +118,7 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
         bias = lm_head.bias[[self.yes_id, self.no_id]] if lm_head.bias is not None else None
         return F.linear(states, weight, bias).float()
 
-    def forward(self, input_ids, attention_mask, lm_labels=None, **_) -> dict:
+    def forward(self, input_ids, attention_mask, lm_labels=None, history_like_logodds=None, **_) -> dict:
         backbone, lm_head = self._parts()
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pair = self.answer_logits(hidden, attention_mask, lm_head)
@@ -108,7 +132,10 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
                 lm_loss = F.cross_entropy(logits, targets[selected])
             else:
                 lm_loss = hidden.sum() * 0.0
-        return {"logits": pair[:, 0] - pair[:, 1], "lm_loss": lm_loss}
+        logits = pair[:, 0] - pair[:, 1]
+        if self.history_term is not None:
+            logits = self.history_term(logits, history_like_logodds)
+        return {"logits": logits, "lm_loss": lm_loss}
 
 
 def build_ctr_model(args: CTRModelArguments, total_steps: int | None = None):

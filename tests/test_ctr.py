@@ -217,3 +217,40 @@ def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, t
     trainer.model = model
     again = trainer.evaluate()
     assert again["eval_auc"] == after["eval_auc"] and again["eval_log_loss"] == pytest.approx(after["eval_log_loss"])
+
+
+def test_history_like_rate_is_smoothed_log_odds_of_the_marks_only(tiny_model_dir):
+    from recpipe.ctr_collators import history_like_logodds
+
+    rows = [{"history_liked": [True] * 7 + [False] * 3, "label": 0}, {"history_liked": [], "label": 1}]
+    assert history_like_logodds(rows).tolist() == pytest.approx([np.log(8 / 4), 0.0])
+    model, tokenizer = build_ctr_model(encoder_args(tiny_model_dir, history_feature=True))
+    model.eval()
+    batch = CrossEncoderCollator(tokenizer)(list(examples(8)))
+    assert "history_like_logodds" in batch
+    without = dict(batch, history_like_logodds=torch.zeros(8))
+    # the wide term starts at zero: the model begins as the one without it
+    assert torch.equal(model(**batch)["logits"], model(**without)["logits"])
+    with pytest.raises(ValueError, match="history_like_logodds"):
+        model(**{k: v for k, v in batch.items() if k != "history_like_logodds"})
+
+
+@pytest.mark.parametrize("family", ["encoder", "causal_lm"])
+def test_history_term_learns_a_like_rate_pattern_and_is_saved(family, tiny_model_dir, tiny_causal_lm_dir, tmp_path):
+    """Labels that follow the history's like rate (no item signal): the wide term learns it and is checkpointed."""
+    path = tiny_model_dir if family == "encoder" else tiny_causal_lm_dir
+    margs = (encoder_args if family == "encoder" else causal_args)(path, history_feature=True)
+    trainer, _ = make_trainer(margs, tmp_path, max_steps=40, learning_rate=5e-2, mlm_weight=0.0, lm_weight=0.0)
+
+    def by_history(row):
+        return {"label": int(np.mean(row["history_liked"]) > 0.5)}
+
+    trainer.train_dataset = examples(128).map(by_history)
+    trainer.eval_dataset = examples(48, seed=1).map(by_history)
+    trainer.train()
+    assert trainer.evaluate()["eval_auc"] > 0.9
+    weight = trainer.model.history_term.linear.weight
+    assert weight.item() > 0.1, "the like-rate term did not learn that likes predict a like"
+    trainer.save_model(str(tmp_path / "ckpt"))
+    model, _, _ = load_ctr_checkpoint(tmp_path / "ckpt")
+    assert torch.equal(model.history_term.linear.weight, weight.detach())
