@@ -108,8 +108,8 @@ def ctr_table() -> str | None:
         "causal_lm": "SmolLM2-135M + LoRA (recpipe)",
         "causal_lm+history": "SmolLM2-135M + LoRA + like-rate term (recpipe)",
     }
-    for family, label in labels.items():
-        cells = [_auc_cell(sorted((folder / family / s).glob("seed*.json"))) for s in SHOTS]
+    for variant, label in labels.items():
+        cells = [_auc_cell(sorted((folder / variant / s).glob("seed*.json"))) for s in SHOTS]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

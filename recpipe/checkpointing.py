@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers.trainer import TRAINER_STATE_NAME  # the Trainer writes it last: it marks a finished checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 WEIGHTS_NAME = "recpipe_weights.safetensors"
-TRAINER_STATE_NAME = "trainer_state.json"  # the Trainer writes it last: its presence marks a finished checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
         return None
     steps = {}
     for name in os.listdir(output_dir):
-        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
         if match and os.path.isdir(os.path.join(output_dir, name)):
             steps[int(match.group(1))] = os.path.join(output_dir, name)
     for step in sorted(steps, reverse=True):

@@ -124,14 +124,9 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
         pair = self.answer_logits(hidden, attention_mask, lm_head)
         lm_loss = None
         if lm_labels is not None:
-            # next-token prediction on the item-title tokens only (labels are -100 elsewhere)
-            targets = lm_labels[:, 1:]
-            selected = targets != -100
-            if selected.any():
-                logits = lm_head(hidden[:, :-1][selected]).float()
-                lm_loss = F.cross_entropy(logits, targets[selected])
-            else:
-                lm_loss = hidden.sum() * 0.0
+            # next-token prediction on the item-title tokens only (labels are -100 elsewhere): the state at t
+            # predicts the token at t + 1, the head runs on the selected positions only
+            lm_loss = masked_lm_loss(self.lm, lm_head, hidden[:, :-1], lm_labels[:, 1:])
         logits = pair[:, 0] - pair[:, 1]
         if self.history_term is not None:
             logits = self.history_term(logits, history_like_logodds)
