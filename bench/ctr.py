@@ -23,12 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ctr"
 # optimizer steps by training-set size (few-shot runs see each example many times; the best valid AUC is kept)
 STEPS = {"16": 40, "64": 60, "256": 120, "all": 1000}
-# model variants: the recipe of a family plus overrides; "+history" adds the like-rate term (``history_feature``)
+# model variants: the recipe of a family plus overrides; "+history" adds the like-rate term (``history_feature``),
+# "+wide" adds the candidate's training like rate to it (``item_feature``)
 VARIANTS = {
     "encoder": ("encoder", {}),
     "encoder+history": ("encoder", {"history_feature": "true"}),
+    # the like-rate term on the model's learning rate (how the first runs went, before wide_learning_rate)
+    "encoder+history-shared-lr": ("encoder", {"history_feature": "true", "wide_learning_rate": "1e-3"}),
+    "encoder+wide": ("encoder", {"history_feature": "true", "item_feature": "true"}),
     "causal_lm": ("causal_lm", {}),
     "causal_lm+history": ("causal_lm", {"history_feature": "true"}),
+    "causal_lm+wide": ("causal_lm", {"history_feature": "true", "item_feature": "true"}),
 }
 
 

@@ -54,6 +54,15 @@ VARIANTS: dict[str, dict[str, str]] = {
         "eval_steps": "1000",
         "save_steps": "1000",
     },
+    # the same 12000 steps as sasrec-id-long: the matched comparison on ML-1M
+    "text+id-frozen-xlong": {
+        "freeze_encoder": "true",
+        "mlm_weight": "0",
+        "max_fresh_items": "0",
+        "max_steps": "12000",
+        "eval_steps": "1000",
+        "save_steps": "1000",
+    },
     "text-frozen": {
         "use_item_ids": "false",
         "freeze_encoder": "true",

@@ -104,9 +104,12 @@ def ctr_table() -> str | None:
         rows.append(f"| baseline: {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
     labels = {
         "encoder": "MiniLM cross-encoder + LoRA (recpipe)",
+        "encoder+history-shared-lr": "MiniLM cross-encoder + LoRA + like-rate term on the model's lr (recpipe)",
         "encoder+history": "MiniLM cross-encoder + LoRA + like-rate term (recpipe)",
+        "encoder+wide": "MiniLM cross-encoder + LoRA + like-rate terms, history and item (recpipe)",
         "causal_lm": "SmolLM2-135M + LoRA (recpipe)",
         "causal_lm+history": "SmolLM2-135M + LoRA + like-rate term (recpipe)",
+        "causal_lm+wide": "SmolLM2-135M + LoRA + like-rate terms, history and item (recpipe)",
     }
     for variant, label in labels.items():
         cells = [_auc_cell(sorted((folder / variant / s).glob("seed*.json"))) for s in SHOTS]

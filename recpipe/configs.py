@@ -240,6 +240,18 @@ class CTRModelArguments(ModelArguments):
             "(wide & deep). The text already holds the marks; the term spares a small model learning to count them."
         },
     )
+    item_feature: bool = field(
+        default=False,
+        metadata={
+            "help": "Add the candidate's like rate in the training split (smoothed log-odds, leave-one-out on "
+            "training rows) to the wide term: item quality that a title alone does not tell."
+        },
+    )
+
+    @property
+    def wide_features(self) -> list[str]:
+        """The batch columns the wide term reads, in order (none: no wide term)."""
+        return ["history_like_logodds"] * self.history_feature + ["item_like_logodds"] * self.item_feature
 
     def __post_init__(self):
         super().__post_init__()
@@ -260,11 +272,17 @@ class CTRTrainingArguments(TrainingArguments):
     mlm_weight: float = field(default=0.1, metadata={"help": "encoder: λ_mlm, masked-LM loss on the same input."})
     lm_weight: float = field(default=0.1, metadata={"help": "causal_lm: λ_lm, LM loss on the prompt's item titles."})
     mlm_probability: float = field(default=0.15, metadata={"help": "encoder: share of tokens masked for MLM."})
+    wide_learning_rate: float | None = field(
+        default=0.05,
+        metadata={"help": "Learning rate of the wide term (history_feature, item_feature); None: learning_rate."},
+    )
     resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
 
     def __post_init__(self):
         _bf16_without_gpu_means_cpu(self)
         super().__post_init__()
+        if self.wide_learning_rate is not None and self.wide_learning_rate <= 0:
+            raise ValueError(f"wide_learning_rate must be > 0, got {self.wide_learning_rate}")
         if min(self.ctr_weight, self.mlm_weight, self.lm_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         if not 0 < self.mlm_probability < 1:

@@ -8,33 +8,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 
+from recpipe.ctr_features import item_like_counts, item_like_rate
 from recpipe.metrics import pointwise_metrics
 
 
 def _history_rate(split) -> np.ndarray:
     return np.array([(sum(h) + 1) / (len(h) + 2) for h in split["history_liked"]])
-
-
-def _item_stats(train) -> tuple[dict, float]:
-    counts = defaultdict(lambda: [0, 0])  # item -> [likes, total]
-    for item, label in zip(train["item_id"], train["label"]):
-        counts[item][0] += label
-        counts[item][1] += 1
-    return counts, float(np.mean(train["label"]))
-
-
-def _item_rate(split, counts, prior: float, strength: float = 5.0, leave_one_out: bool = False) -> np.ndarray:
-    rates = []
-    for item, label in zip(split["item_id"], split["label"]):
-        likes, total = counts.get(item, (0, 0))
-        if leave_one_out:
-            likes, total = likes - label, total - 1
-        rates.append((likes + strength * prior) / (total + strength))
-    return np.array(rates)
 
 
 def _item_count(split, counts) -> np.ndarray:
@@ -46,15 +27,20 @@ def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, flo
     from sklearn.linear_model import LogisticRegression
 
     labels, users = np.asarray(test["label"]), list(test["user_id"])
-    counts, prior = _item_stats(train)
+    counts = item_like_counts(train)
     out = {
         "history_like_rate": pointwise_metrics(labels, _history_rate(test), users, prefix=prefix),
-        "item_like_rate": pointwise_metrics(labels, _item_rate(test, counts, prior), users, prefix=prefix),
+        "item_like_rate": pointwise_metrics(labels, item_like_rate(test, counts), users, prefix=prefix),
     }
 
     def features(split, loo):
         return np.stack(
-            [_history_rate(split), _item_rate(split, counts, prior, leave_one_out=loo), _item_count(split, counts)], 1
+            [
+                _history_rate(split),
+                item_like_rate(split, counts, leave_one_out=loo),
+                _item_count(split, counts),
+            ],
+            1,
         )
 
     train_labels = np.asarray(train["label"])

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+from recpipe.ctr_features import wide_features
+
 INSTRUCTION = (
     "Given the user's preference and unpreference, identify whether the user will like the target {noun} "
     'by answering "Yes" or "No".'
@@ -24,14 +26,6 @@ def history_pair_text(titles: list[str], liked: list[bool]) -> str:
     likes = "; ".join(t for t, ok in recent if ok) or "none"
     dislikes = "; ".join(t for t, ok in recent if not ok) or "none"
     return f"Liked: {likes}. Disliked: {dislikes}."
-
-
-def history_like_logodds(rows: list[dict]) -> torch.Tensor:
-    """Each row's history like rate as smoothed log-odds, ``log((likes + 1) / (dislikes + 1))``: the input of the
-    models' optional wide term (``history_feature``). Computed from the history marks only, never the label."""
-    likes = torch.tensor([float(sum(r["history_liked"])) for r in rows])
-    dislikes = torch.tensor([float(len(r["history_liked"])) for r in rows]) - likes
-    return torch.log((likes + 1) / (dislikes + 1))
 
 
 def _batch_seed(seed: int, tensor: torch.Tensor) -> int:
@@ -66,7 +60,7 @@ class CrossEncoderCollator:
                 batch["input_ids"], batch["mlm_labels"] = self.mlm_collator.torch_mask_tokens(
                     enc["input_ids"].clone(), special_tokens_mask=enc["special_tokens_mask"]
                 )
-        batch["history_like_logodds"] = history_like_logodds(rows)
+        batch.update(wide_features(rows))
         batch["labels"] = torch.tensor([float(r["label"]) for r in rows])
         return batch
 
@@ -143,6 +137,6 @@ class PromptCollator:
         batch = {"input_ids": input_ids, "attention_mask": attention}
         if self.lm_labels:
             batch["lm_labels"] = labels
-        batch["history_like_logodds"] = history_like_logodds(rows)
+        batch.update(wide_features(rows))
         batch["labels"] = torch.tensor([float(r["label"]) for r in rows])
         return batch

@@ -8,8 +8,9 @@
   ``logit_yes - logit_no``. The self-supervised part is the language-modelling loss on the item-title tokens of the
   same prompt (the template's words are masked out of it).
 
-With ``history_feature`` both add ``w · log-odds(history like rate) + b`` (``HistoryLikeTerm``, starting at zero)
-to their log-odds: the wide part of a wide & deep model.
+With ``history_feature`` / ``item_feature`` both add ``w · like-rate log-odds + b`` (``WideTerm``, starting at zero;
+the history's and/or the candidate's like rate, :mod:`recpipe.ctr_features`) to their log-odds: the wide part of a
+wide & deep model.
 
 Both return ``{"logits": log-odds [B], "mlm_loss" | "lm_loss": scalar or None}``, save what training changed as
 safetensors beside ``ctr_config.json``, and are rebuilt by ``load_ctr_checkpoint``.
@@ -43,19 +44,22 @@ def resolve_ctr_model(name: str) -> str:
     return resolve_model_path(name)
 
 
-class HistoryLikeTerm(nn.Module):
-    """``w · x + b`` on the history's like-rate log-odds, zero at initialisation (the model starts as without it)."""
+class WideTerm(nn.Module):
+    """``w · features + b`` added to the log-odds, zero at initialisation (the model starts as without it)."""
 
-    def __init__(self):
+    def __init__(self, features: list[str]):
         super().__init__()
-        self.linear = nn.Linear(1, 1)
+        self.features = features
+        self.linear = nn.Linear(len(features), 1)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, logits: torch.Tensor, history_like_logodds: torch.Tensor | None) -> torch.Tensor:
-        if history_like_logodds is None:
-            raise ValueError("history_feature needs history_like_logodds in the batch (recpipe's collators add it)")
-        return logits + self.linear(history_like_logodds.to(logits.dtype)[:, None]).squeeze(-1)
+    def forward(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        missing = [name for name in self.features if batch.get(name) is None]
+        if missing:
+            raise ValueError(f"the wide term needs {missing} in the batch (recpipe's collators and pipeline add them)")
+        x = torch.stack([batch[name].to(logits.dtype) for name in self.features], 1)
+        return logits + self.linear(x).squeeze(-1)
 
 
 class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
@@ -66,18 +70,16 @@ class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(args.head_dropout)
         self.head = nn.Linear(hidden, 1)
-        self.history_term = HistoryLikeTerm() if args.history_feature else None
+        self.wide = WideTerm(args.wide_features) if args.wide_features else None
 
-    def forward(
-        self, input_ids, attention_mask, token_type_ids=None, mlm_labels=None, history_like_logodds=None, **_
-    ) -> dict:
+    def forward(self, input_ids, attention_mask, token_type_ids=None, mlm_labels=None, **features) -> dict:
         backbone, mlm_head = _mlm_parts(self.encoder)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
         logits = self.head(self.dropout(pooled)).squeeze(-1).float()
-        if self.history_term is not None:
-            logits = self.history_term(logits, history_like_logodds)
+        if self.wide is not None:
+            logits = self.wide(logits, features)
         mlm_loss = None if mlm_labels is None else masked_lm_loss(self.encoder, mlm_head, hidden, mlm_labels)
         return {"logits": logits, "mlm_loss": mlm_loss}
 
@@ -104,7 +106,7 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
         self.args = args
         self.lm = lm
         self.yes_id, self.no_id = yes_id, no_id
-        self.history_term = HistoryLikeTerm() if args.history_feature else None
+        self.wide = WideTerm(args.wide_features) if args.wide_features else None
 
     def _parts(self):
         inner = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
@@ -118,7 +120,7 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
         bias = lm_head.bias[[self.yes_id, self.no_id]] if lm_head.bias is not None else None
         return F.linear(states, weight, bias).float()
 
-    def forward(self, input_ids, attention_mask, lm_labels=None, history_like_logodds=None, **_) -> dict:
+    def forward(self, input_ids, attention_mask, lm_labels=None, **features) -> dict:
         backbone, lm_head = self._parts()
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pair = self.answer_logits(hidden, attention_mask, lm_head)
@@ -128,8 +130,8 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
             # predicts the token at t + 1, the head runs on the selected positions only
             lm_loss = masked_lm_loss(self.lm, lm_head, hidden[:, :-1], lm_labels[:, 1:])
         logits = pair[:, 0] - pair[:, 1]
-        if self.history_term is not None:
-            logits = self.history_term(logits, history_like_logodds)
+        if self.wide is not None:
+            logits = self.wide(logits, features)
         return {"logits": logits, "lm_loss": lm_loss}
 
 

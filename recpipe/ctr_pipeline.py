@@ -13,6 +13,7 @@ from transformers import DataCollatorForLanguageModeling, set_seed
 from recpipe.checkpointing import last_complete_checkpoint
 from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
 from recpipe.ctr_collators import CrossEncoderCollator, PromptCollator
+from recpipe.ctr_features import add_item_like_logodds
 from recpipe.ctr_models import build_ctr_model
 from recpipe.ctr_trainer import CTRTrainer
 from recpipe.data import load_source
@@ -67,6 +68,8 @@ def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CT
     set_seed(args.seed)
     dd, stats = ctr_data(data_args)
     logger.info("CTR examples: %s", stats["examples"])
+    if model_args.item_feature:
+        dd = add_item_like_logodds(dd)
     model, tokenizer = build_ctr_model(model_args, total_steps(args, len(dd["train"])))
     backbone = getattr(model, "encoder", None) or model.lm
     if hasattr(backbone, "print_trainable_parameters"):

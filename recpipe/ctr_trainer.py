@@ -17,6 +17,7 @@ from recpipe.checkpointing import save_training_files
 from recpipe.ctr_models import save_ctr_checkpoint
 from recpipe.loss_logging import LossPartsLoggingMixin
 from recpipe.metrics import pointwise_metrics
+from recpipe.optim import create_optimizer_with_lrs
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,17 @@ class CTRTrainer(LossPartsLoggingMixin, Trainer):
         self.ctr_config = ctr_config or {}
         if is_adalora(_backbone(self.model)):
             self.add_callback(AdaLoraCallback(_backbone(self.model)))
+
+    def create_optimizer(self, model=None):
+        """The wide term (``history_feature``, ``item_feature``) on its own learning rate (``wide_learning_rate``):
+        a weight or two whose useful values (~1) AdamW reaches only after ~1/lr steps at the model's rate."""
+        if self.optimizer is not None or self.args.wide_learning_rate is None:
+            return super().create_optimizer(model)
+        wide_lr = self.args.wide_learning_rate
+        self.optimizer = create_optimizer_with_lrs(
+            self, model or self.model, lambda name: wide_lr if name.startswith("wide.") else None
+        )
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = model(**inputs)

@@ -17,6 +17,7 @@ from recpipe.checkpointing import save_training_files
 from recpipe.evaluation import evaluate_split
 from recpipe.loss_logging import LossPartsLoggingMixin
 from recpipe.losses import CombinedLoss
+from recpipe.optim import create_optimizer_with_lrs
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
 
 logger = logging.getLogger(__name__)
@@ -58,22 +59,10 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
         pretrained encoder wants ~2e-5 while the fresh towers and heads want ~1e-3."""
         if self.optimizer is not None or self.args.encoder_learning_rate is None:
             return super().create_optimizer(model)
-        opt_model = model or self.model
-        decay = set(self.get_decay_parameter_names(opt_model))
-        groups: dict[tuple[bool, bool], list] = {}
-        for name, param in opt_model.named_parameters():
-            if param.requires_grad:
-                groups.setdefault((name.startswith("encoder."), name in decay), []).append(param)
-        optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-        param_groups = [
-            {
-                "params": params,
-                "weight_decay": self.args.weight_decay if with_decay else 0.0,
-                "lr": self.args.encoder_learning_rate if is_encoder else self.args.learning_rate,
-            }
-            for (is_encoder, with_decay), params in groups.items()
-        ]
-        self.optimizer = optimizer_cls(param_groups, **kwargs)
+        encoder_lr = self.args.encoder_learning_rate
+        self.optimizer = create_optimizer_with_lrs(
+            self, model or self.model, lambda name: encoder_lr if name.startswith("encoder.") else None
+        )
         return self.optimizer
 
     def _refresh_cache_if_due(self, model) -> None:

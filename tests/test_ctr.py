@@ -220,7 +220,7 @@ def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, t
 
 
 def test_history_like_rate_is_smoothed_log_odds_of_the_marks_only(tiny_model_dir):
-    from recpipe.ctr_collators import history_like_logodds
+    from recpipe.ctr_features import history_like_logodds
 
     rows = [{"history_liked": [True] * 7 + [False] * 3, "label": 0}, {"history_liked": [], "label": 1}]
     assert history_like_logodds(rows).tolist() == pytest.approx([np.log(8 / 4), 0.0])
@@ -235,6 +235,10 @@ def test_history_like_rate_is_smoothed_log_odds_of_the_marks_only(tiny_model_dir
         model(**{k: v for k, v in batch.items() if k != "history_like_logodds"})
 
 
+def by_history(row):
+    return {"label": int(np.mean(row["history_liked"]) > 0.5)}
+
+
 @pytest.mark.parametrize("family", ["encoder", "causal_lm"])
 def test_history_term_learns_a_like_rate_pattern_and_is_saved(family, tiny_model_dir, tiny_causal_lm_dir, tmp_path):
     """Labels that follow the history's like rate (no item signal): the wide term learns it and is checkpointed."""
@@ -242,15 +246,72 @@ def test_history_term_learns_a_like_rate_pattern_and_is_saved(family, tiny_model
     margs = (encoder_args if family == "encoder" else causal_args)(path, history_feature=True)
     trainer, _ = make_trainer(margs, tmp_path, max_steps=40, learning_rate=5e-2, mlm_weight=0.0, lm_weight=0.0)
 
-    def by_history(row):
-        return {"label": int(np.mean(row["history_liked"]) > 0.5)}
-
     trainer.train_dataset = examples(128).map(by_history)
     trainer.eval_dataset = examples(48, seed=1).map(by_history)
     trainer.train()
     assert trainer.evaluate()["eval_auc"] > 0.9
-    weight = trainer.model.history_term.linear.weight
+    weight = trainer.model.wide.linear.weight
     assert weight.item() > 0.1, "the like-rate term did not learn that likes predict a like"
     trainer.save_model(str(tmp_path / "ckpt"))
     model, _, _ = load_ctr_checkpoint(tmp_path / "ckpt")
-    assert torch.equal(model.history_term.linear.weight, weight.detach())
+    assert torch.equal(model.wide.linear.weight, weight.detach())
+
+
+def test_history_term_trains_on_its_own_learning_rate(tiny_model_dir, tmp_path):
+    """A 10-step run at learning_rate 1e-4: the like-rate weight only gets somewhere on wide_learning_rate."""
+    margs = encoder_args(tiny_model_dir, history_feature=True)
+    moved = {}
+    for wide_lr in (None, 5e-2):
+        trainer, _ = make_trainer(
+            margs, tmp_path / str(wide_lr), max_steps=10, learning_rate=1e-4, wide_learning_rate=wide_lr
+        )
+        trainer.train_dataset = examples(80).map(by_history)
+        trainer.train()
+        history_params = set(trainer.model.wide.parameters())
+        initial_lrs = {
+            group["initial_lr"] for group in trainer.optimizer.param_groups if history_params & set(group["params"])
+        }
+        assert initial_lrs == {wide_lr or 1e-4}
+        moved[wide_lr] = trainer.model.wide.linear.weight.abs().item()
+    assert moved[5e-2] > 50 * moved[None] > 0
+
+
+def test_wide_learning_rate_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="wide_learning_rate"):
+        train_args(tmp_path, wide_learning_rate=0.0)
+
+
+def test_item_like_rate_leaves_each_training_row_out():
+    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds
+
+    train = datasets.Dataset.from_dict({"item_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0]})
+    test = datasets.Dataset.from_dict({"item_id": ["a", "b", "new"], "label": [0, 0, 1]})
+    dd = add_item_like_logodds(datasets.DatasetDict(train=train, test=test), strength=2.0)
+
+    def logodds(likes, total, prior):
+        rate = (likes + 2.0 * prior) / (total + 2.0)
+        return np.log(rate / (1 - rate))
+
+    # a training row sees the other rows of its item and the others' overall rate, never its own label
+    expected = [logodds(1, 2, 1 / 3), logodds(1, 2, 1 / 3), logodds(2, 2, 2 / 3), logodds(0, 0, 2 / 3)]
+    assert dd["train"][ITEM_FEATURE] == pytest.approx(expected, rel=1e-5)
+    # evaluation rows see the whole training split; an unseen item gets the overall rate
+    assert dd["test"][ITEM_FEATURE] == pytest.approx([logodds(2, 3, 0.5), logodds(0, 1, 0.5), 0.0], abs=1e-6)
+    flip_first = train.map(lambda r, i: {"label": 1 - r["label"] if i == 0 else r["label"]}, with_indices=True)
+    flipped = add_item_like_logodds(datasets.DatasetDict(train=flip_first, test=test), strength=2.0)
+    assert flipped["train"][ITEM_FEATURE][0] == dd["train"][ITEM_FEATURE][0]
+
+
+def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_dir, tmp_path):
+    """Labels follow the item (even items liked): with the encoder's learning rate ~0, only the item like-rate
+    term can learn them, and it does; the collator passes the column on."""
+    from recpipe.ctr_features import add_item_like_logodds
+
+    margs = encoder_args(tiny_model_dir, item_feature=True)
+    trainer, _ = make_trainer(margs, tmp_path, max_steps=30, learning_rate=1e-8, mlm_weight=0.0)
+    dd = add_item_like_logodds(datasets.DatasetDict(train=examples(256), valid=examples(48, seed=1)))
+    trainer.train_dataset, trainer.eval_dataset = dd["train"], dd["valid"]
+    before = trainer.evaluate()["eval_auc"]
+    trainer.train()
+    assert trainer.model.wide.linear.weight.item() > 0.1
+    assert trainer.evaluate()["eval_auc"] > max(0.9, before)
