@@ -106,6 +106,7 @@ def ctr_table() -> str | None:
         "encoder": "MiniLM cross-encoder + LoRA (recpipe)",
         "encoder+history-shared-lr": "MiniLM cross-encoder + LoRA + like-rate term on the model's lr (recpipe)",
         "encoder+history": "MiniLM cross-encoder + LoRA + like-rate term (recpipe)",
+        "encoder+wide-loo": "MiniLM cross-encoder + LoRA + like-rate terms, item rate leave-one-out (recpipe)",
         "encoder+wide": "MiniLM cross-encoder + LoRA + like-rate terms, history and item (recpipe)",
         "causal_lm": "SmolLM2-135M + LoRA (recpipe)",
         "causal_lm+history": "SmolLM2-135M + LoRA + like-rate term (recpipe)",

@@ -2,15 +2,15 @@
 
 - ``history_like_rate``: p(like) = the share of likes in the example's own history (smoothed); needs no training.
 - ``item_like_rate``: the candidate's like rate in the training split, shrunk towards the global rate.
-- ``logistic_regression``: scikit-learn's logistic regression on (history like rate, item like rate — leave-one-out
-  on the training rows so a row never sees its own label —, log item count).
+- ``logistic_regression``: scikit-learn's logistic regression on (history like rate, item like rate — on the training
+  rows from earlier training rows only, so a row never sees its own label —, log item count).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from recpipe.ctr_features import item_like_counts, item_like_rate
+from recpipe.ctr_features import item_like_counts, item_like_rate, ordered_item_like_rate
 from recpipe.metrics import pointwise_metrics
 
 
@@ -27,25 +27,18 @@ def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, flo
     from sklearn.linear_model import LogisticRegression
 
     labels, users = np.asarray(test["label"]), list(test["user_id"])
-    counts = item_like_counts(train)
+    counts, prior = item_like_counts(train)
     out = {
         "history_like_rate": pointwise_metrics(labels, _history_rate(test), users, prefix=prefix),
-        "item_like_rate": pointwise_metrics(labels, item_like_rate(test, counts), users, prefix=prefix),
+        "item_like_rate": pointwise_metrics(labels, item_like_rate(test, counts, prior), users, prefix=prefix),
     }
 
-    def features(split, loo):
-        return np.stack(
-            [
-                _history_rate(split),
-                item_like_rate(split, counts, leave_one_out=loo),
-                _item_count(split, counts),
-            ],
-            1,
-        )
+    def features(split, item_rate):
+        return np.stack([_history_rate(split), item_rate, _item_count(split, counts)], 1)
 
     train_labels = np.asarray(train["label"])
     if len(set(train_labels.tolist())) == 2:
-        model = LogisticRegression().fit(features(train, True), train_labels)
-        probs = model.predict_proba(features(test, False))[:, 1]
+        model = LogisticRegression().fit(features(train, ordered_item_like_rate(train, prior)), train_labels)
+        probs = model.predict_proba(features(test, item_like_rate(test, counts, prior)))[:, 1]
         out["logistic_regression"] = pointwise_metrics(labels, probs, users, prefix=prefix)
     return out

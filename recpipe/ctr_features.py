@@ -3,8 +3,8 @@ baselines. Both are smoothed log-odds and never see the example's own label.
 
 - ``history_like_logodds``: the example's history marks, ``log((likes + 1) / (dislikes + 1))``.
 - ``item_like_logodds``: the candidate's like rate in the training split, shrunk towards the split's overall rate
-  (``strength`` pseudo-examples). A training row's rate leaves the row itself out of both: otherwise a rarely rated
-  item's feature would hold the label it is asked to predict.
+  (``strength`` pseudo-examples). A training row's rate counts only the training rows before it in time, so it
+  cannot depend on the row's own label; valid and test rows use the whole training split.
 """
 
 from __future__ import annotations
@@ -33,38 +33,50 @@ def wide_features(rows: list[dict]) -> dict[str, torch.Tensor]:
     return features
 
 
-def item_like_counts(train) -> dict[str, list[int]]:
-    """``{item: [likes, examples]}`` over the training split; ``None`` holds the split's totals (the prior)."""
-    counts: dict = defaultdict(lambda: [0, 0])
+def item_like_counts(train) -> tuple[dict[str, list[int]], float]:
+    """``{item: [likes, examples]}`` over the training split, and the split's overall like rate."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for item, label in zip(train["item_id"], train["label"]):
-        for key in (item, None):
-            counts[key][0] += label
-            counts[key][1] += 1
-    return dict(counts)
+        counts[item][0] += label
+        counts[item][1] += 1
+    return dict(counts), float(np.mean(train["label"])) if len(train) else 0.5
 
 
-def item_like_rate(split, counts: dict, strength: float = 5.0, leave_one_out: bool = False) -> np.ndarray:
-    """The candidates' like rates shrunk towards the overall rate; ``leave_one_out`` for rows of the split the
-    counts came from (the row is taken out of its item's counts and of the overall rate: in a few-shot split where
-    most items occur once, an overall rate holding the row's label would give the label away)."""
-    all_likes, all_total = counts.get(None, (0, 0))
-    rates = []
-    for item, label in zip(split["item_id"], split["label"]):
-        likes, total = counts.get(item, (0, 0))
-        prior_likes, prior_total = all_likes, all_total
-        if leave_one_out:
-            likes, total = likes - label, total - 1
-            prior_likes, prior_total = all_likes - label, all_total - 1
-        prior = prior_likes / prior_total if prior_total > 0 else 0.5
-        rates.append((likes + strength * prior) / (total + strength))
+def item_like_rate(split, counts: dict, prior: float, strength: float = 5.0) -> np.ndarray:
+    """The candidates' like rates from ``counts`` (another split's), shrunk towards ``prior``."""
+    rates = [
+        (counts.get(item, (0, 0))[0] + strength * prior) / (counts.get(item, (0, 0))[1] + strength)
+        for item in split["item_id"]
+    ]
     return np.array(rates)
 
 
+def ordered_item_like_rate(train, prior: float, strength: float = 5.0) -> np.ndarray:
+    """Each training row's candidate like rate from the training rows strictly before it in time (ordered target
+    statistics): independent of the row's own label. Leave-one-out is not: within an item it ranks the row's own
+    label backwards, and a few-shot split, where most items occur once, would hand the label over outright."""
+    order = np.lexsort((np.arange(len(train)), np.asarray(train["timestamp"])))
+    items, labels = list(train["item_id"]), np.asarray(train["label"])
+    seen: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    rates = np.empty(len(train))
+    for row in order:
+        likes, total = seen[items[row]]
+        rates[row] = (likes + strength * prior) / (total + strength)
+        seen[items[row]][0] += int(labels[row])
+        seen[items[row]][1] += 1
+    return rates
+
+
 def add_item_like_logodds(dd: datasets.DatasetDict, strength: float = 5.0) -> datasets.DatasetDict:
-    """Every split plus the ``item_like_logodds`` column, from the ``train`` split's counts (leave-one-out there)."""
-    counts = item_like_counts(dd["train"])
+    """Every split plus the ``item_like_logodds`` column: ordered statistics on ``train``, its full counts
+    elsewhere."""
+    counts, prior = item_like_counts(dd["train"])
     out = {}
     for name, split in dd.items():
-        rate = np.clip(item_like_rate(split, counts, strength, leave_one_out=name == "train"), 1e-4, 1 - 1e-4)
+        if name == "train":
+            rate = ordered_item_like_rate(split, prior, strength)
+        else:
+            rate = item_like_rate(split, counts, prior, strength)
+        rate = np.clip(rate, 1e-4, 1 - 1e-4)
         out[name] = split.add_column(ITEM_FEATURE, np.log(rate / (1 - rate)).astype(np.float32).tolist())
     return datasets.DatasetDict(out)

@@ -39,11 +39,16 @@ class CTRTrainer(LossPartsLoggingMixin, Trainer):
     def create_optimizer(self, model=None):
         """The wide term (``history_feature``, ``item_feature``) on its own learning rate (``wide_learning_rate``):
         a weight or two whose useful values (~1) AdamW reaches only after ~1/lr steps at the model's rate."""
-        if self.optimizer is not None or self.args.wide_learning_rate is None:
+        opt_model = model or self.model
+        if (
+            self.optimizer is not None
+            or self.args.wide_learning_rate is None
+            or getattr(opt_model, "wide", None) is None
+        ):
             return super().create_optimizer(model)
         wide_lr = self.args.wide_learning_rate
         self.optimizer = create_optimizer_with_lrs(
-            self, model or self.model, lambda name: wide_lr if name.startswith("wide.") else None
+            self, opt_model, lambda name: wide_lr if name.startswith("wide.") else None
         )
         return self.optimizer
 

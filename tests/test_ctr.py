@@ -281,25 +281,31 @@ def test_wide_learning_rate_must_be_positive(tmp_path):
         train_args(tmp_path, wide_learning_rate=0.0)
 
 
-def test_item_like_rate_leaves_each_training_row_out():
-    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds
+def test_item_like_rate_never_depends_on_the_rows_own_label():
+    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, ordered_item_like_rate
 
-    train = datasets.Dataset.from_dict({"item_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0]})
-    test = datasets.Dataset.from_dict({"item_id": ["a", "b", "new"], "label": [0, 0, 1]})
+    train = datasets.Dataset.from_dict(
+        {"item_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0], "timestamp": [3, 1, 2, 2]}
+    )
+    test = datasets.Dataset.from_dict({"item_id": ["a", "b", "new"], "label": [0, 0, 1], "timestamp": [9, 9, 9]})
     dd = add_item_like_logodds(datasets.DatasetDict(train=train, test=test), strength=2.0)
 
-    def logodds(likes, total, prior):
+    def logodds(likes, total, prior=0.5):
         rate = (likes + 2.0 * prior) / (total + 2.0)
         return np.log(rate / (1 - rate))
 
-    # a training row sees the other rows of its item and the others' overall rate, never its own label
-    expected = [logodds(1, 2, 1 / 3), logodds(1, 2, 1 / 3), logodds(2, 2, 2 / 3), logodds(0, 0, 2 / 3)]
-    assert dd["train"][ITEM_FEATURE] == pytest.approx(expected, rel=1e-5)
+    # a training row counts only the rows before it in time (row 1 first, then row 2, then row 0)
+    expected = [logodds(1, 2), logodds(0, 0), logodds(1, 1), logodds(0, 0)]
+    assert dd["train"][ITEM_FEATURE] == pytest.approx(expected, abs=1e-6)
     # evaluation rows see the whole training split; an unseen item gets the overall rate
-    assert dd["test"][ITEM_FEATURE] == pytest.approx([logodds(2, 3, 0.5), logodds(0, 1, 0.5), 0.0], abs=1e-6)
-    flip_first = train.map(lambda r, i: {"label": 1 - r["label"] if i == 0 else r["label"]}, with_indices=True)
-    flipped = add_item_like_logodds(datasets.DatasetDict(train=flip_first, test=test), strength=2.0)
-    assert flipped["train"][ITEM_FEATURE][0] == dd["train"][ITEM_FEATURE][0]
+    assert dd["test"][ITEM_FEATURE] == pytest.approx([logodds(2, 3), logodds(0, 1), 0.0], abs=1e-6)
+    # flipping a training label never changes that row's own rate (leave-one-out would: it ranks it backwards)
+    rates = ordered_item_like_rate(train, prior=0.5)
+    for k in range(len(train)):
+        labels = list(train["label"])
+        labels[k] = 1 - labels[k]
+        flip = train.remove_columns("label").add_column("label", labels)
+        assert ordered_item_like_rate(flip, prior=0.5)[k] == rates[k]
 
 
 def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_dir, tmp_path):
