@@ -44,11 +44,8 @@ def item_like_counts(train) -> tuple[dict[str, list[int]], float]:
 
 def item_like_rate(split, counts: dict, prior: float, strength: float = 5.0) -> np.ndarray:
     """The candidates' like rates from ``counts`` (another split's), shrunk towards ``prior``."""
-    rates = [
-        (counts.get(item, (0, 0))[0] + strength * prior) / (counts.get(item, (0, 0))[1] + strength)
-        for item in split["item_id"]
-    ]
-    return np.array(rates)
+    likes, total = np.array([counts.get(item, (0, 0)) for item in split["item_id"]], dtype=float).reshape(-1, 2).T
+    return (likes + strength * prior) / (total + strength)
 
 
 def ordered_item_like_rate(train, prior: float, strength: float = 5.0) -> np.ndarray:
