@@ -16,6 +16,7 @@ When the files are missing, it says exactly which files to put where.
 import logging
 import sys
 
+from recpipe.launch_config import end_process_group
 from recpipe.parser import RecipeParser
 from recpipe.pipeline import run
 
@@ -30,6 +31,7 @@ if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         main(*RecipeParser().parse_recipe())
+        end_process_group()
     except FileNotFoundError as e:
         print(f"recipes/amazon.py: {e}", file=sys.stderr)
         sys.exit(2)

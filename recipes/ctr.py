@@ -11,6 +11,7 @@ import logging
 
 from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
 from recpipe.ctr_pipeline import run_ctr
+from recpipe.launch_config import end_process_group
 from recpipe.parser import RecipeParser
 
 
@@ -22,3 +23,4 @@ if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     parser = RecipeParser((CTRDataArguments, CTRModelArguments, CTRTrainingArguments))
     main(*parser.parse_recipe())
+    end_process_group()

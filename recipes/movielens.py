@@ -8,6 +8,7 @@
 
 import logging
 
+from recpipe.launch_config import end_process_group
 from recpipe.parser import RecipeParser
 from recpipe.pipeline import run
 
@@ -19,3 +20,4 @@ def main(data_args, model_args, training_args):
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     main(*RecipeParser().parse_recipe())
+    end_process_group()

@@ -91,10 +91,12 @@ def _print_stats(stats: dict) -> None:
 
 
 def cmd_train(ns: argparse.Namespace, rest: list[str]) -> None:
+    from recpipe.launch_config import end_process_group
     from recpipe.parser import RecipeParser
     from recpipe.pipeline import run
 
     run(*RecipeParser().parse_recipe(rest))
+    end_process_group()
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> None:

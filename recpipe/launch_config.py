@@ -20,5 +20,16 @@ def launch_options(gpus: int | None = None) -> list[str]:
     return ["--config_file", str(CONFIGS / "ddp.yaml"), "--num_processes", str(gpus)]
 
 
+def end_process_group() -> None:
+    """Destroy the default process group at the end of a launched run. Left to the interpreter's exit, gloo's
+    threads can be torn down while still joinable, and a process that finished its work aborts with
+    "terminate called without an active exception" (SIGABRT), failing the whole launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # nobody leaves while another process still needs a collective
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
     print(" ".join(launch_options()))

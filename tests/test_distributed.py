@@ -99,3 +99,16 @@ def test_launch_options_fit_the_machine():
     assert launch_options(1)[1].endswith("single_gpu.yaml")
     assert launch_options(4)[1:] == [launch_options(4)[1], "--num_processes", "4"]
     assert all(Path(launch_options(n)[1]).is_file() for n in (0, 1, 4))
+
+
+def test_end_process_group_leaves_no_group_behind():
+    """A launched run destroys its process group itself (left to interpreter exit, gloo can abort a finished rank)."""
+    import torch.distributed as dist
+
+    from recpipe.launch_config import end_process_group
+
+    end_process_group()  # no group: nothing to do
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_process_group()
+    assert not dist.is_initialized()
