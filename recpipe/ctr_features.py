@@ -4,7 +4,8 @@ baselines. Both are smoothed log-odds and never see the example's own label.
 - ``history_like_logodds``: the example's history marks, ``log((likes + 1) / (dislikes + 1))``.
 - ``item_like_logodds``: the candidate's like rate in the training split, shrunk towards the split's overall rate
   (``strength`` pseudo-examples). A training row's rate counts only the training rows before it in time, so it
-  cannot depend on the row's own label; valid and test rows use the whole training split.
+  cannot depend on the row's own label; valid and test rows use the whole training split, and so do new rows
+  scored from a checkpoint (``item_like_table`` is saved with it).
 """
 
 from __future__ import annotations
@@ -64,16 +65,32 @@ def ordered_item_like_rate(train, prior: float, strength: float = 5.0) -> np.nda
     return rates
 
 
-def add_item_like_logodds(dd: datasets.DatasetDict, strength: float = 5.0) -> datasets.DatasetDict:
-    """Every split plus the ``item_like_logodds`` column: ordered statistics on ``train``, its full counts
-    elsewhere."""
-    counts, prior = item_like_counts(dd["train"])
+def item_like_table(train, strength: float = 5.0) -> dict:
+    """What scoring new rows needs, JSON-ready (a checkpoint keeps it in ``ctr_config.json``): the training split's
+    ``{item: [likes, examples]}``, its overall like rate and the shrinkage strength."""
+    counts, prior = item_like_counts(train)
+    return {"counts": counts, "prior": prior, "strength": strength}
+
+
+def _logodds(rate: np.ndarray) -> list[float]:
+    rate = np.clip(rate, 1e-4, 1 - 1e-4)
+    return np.log(rate / (1 - rate)).astype(np.float32).tolist()
+
+
+def item_like_logodds(split, table: dict) -> list[float]:
+    """The ``item_like_logodds`` of rows outside the training split (valid, test, new rows at serving time)."""
+    return _logodds(item_like_rate(split, table["counts"], table["prior"], table["strength"]))
+
+
+def add_item_like_logodds(dd: datasets.DatasetDict, strength: float = 5.0) -> tuple[datasets.DatasetDict, dict]:
+    """Every split plus the ``item_like_logodds`` column (ordered statistics on ``train``, its full counts
+    elsewhere), and the table that scores new rows the way valid/test were scored."""
+    table = item_like_table(dd["train"], strength)
     out = {}
     for name, split in dd.items():
         if name == "train":
-            rate = ordered_item_like_rate(split, prior, strength)
+            values = _logodds(ordered_item_like_rate(split, table["prior"], strength))
         else:
-            rate = item_like_rate(split, counts, prior, strength)
-        rate = np.clip(rate, 1e-4, 1 - 1e-4)
-        out[name] = split.add_column(ITEM_FEATURE, np.log(rate / (1 - rate)).astype(np.float32).tolist())
-    return datasets.DatasetDict(out)
+            values = item_like_logodds(split, table)
+        out[name] = split.add_column(ITEM_FEATURE, values)
+    return datasets.DatasetDict(out), table

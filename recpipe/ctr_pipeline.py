@@ -68,14 +68,17 @@ def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CT
     set_seed(args.seed)
     dd, stats = ctr_data(data_args)
     logger.info("CTR examples: %s", stats["examples"])
+    item_table = None
     if model_args.item_feature:
-        dd = add_item_like_logodds(dd)
+        dd, item_table = add_item_like_logodds(dd)
     model, tokenizer = build_ctr_model(model_args, total_steps(args, len(dd["train"])))
     backbone = getattr(model, "encoder", None) or model.lm
     if hasattr(backbone, "print_trainable_parameters"):
         backbone.print_trainable_parameters()
     train_collator, eval_collator = collators(model_args, data_args, args, tokenizer)
     config = {"data_args": dataclasses.asdict(data_args), "data_stats": stats}
+    if item_table is not None:  # new rows need the training counts to get their item like rate
+        config["item_like_table"] = item_table
     trainer = CTRTrainer(
         model=model,
         args=args,

@@ -3,6 +3,8 @@ verbalizer's probability is the softmax of the right two logits, the label never
 the base weights intact, the loss is the sum of its logged parts, the LM loss covers item titles only, a checkpoint
 reloads to the same probabilities, and the encoder learns a pattern."""
 
+import json
+
 import datasets
 import numpy as np
 import pytest
@@ -282,13 +284,13 @@ def test_wide_learning_rate_must_be_positive(tmp_path):
 
 
 def test_item_like_rate_never_depends_on_the_rows_own_label():
-    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, ordered_item_like_rate
+    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds, ordered_item_like_rate
 
     train = datasets.Dataset.from_dict(
         {"item_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0], "timestamp": [3, 1, 2, 2]}
     )
     test = datasets.Dataset.from_dict({"item_id": ["a", "b", "new"], "label": [0, 0, 1], "timestamp": [9, 9, 9]})
-    dd = add_item_like_logodds(datasets.DatasetDict(train=train, test=test), strength=2.0)
+    dd, table = add_item_like_logodds(datasets.DatasetDict(train=train, test=test), strength=2.0)
 
     def logodds(likes, total, prior=0.5):
         rate = (likes + 2.0 * prior) / (total + 2.0)
@@ -299,6 +301,10 @@ def test_item_like_rate_never_depends_on_the_rows_own_label():
     assert dd["train"][ITEM_FEATURE] == pytest.approx(expected, abs=1e-6)
     # evaluation rows see the whole training split; an unseen item gets the overall rate
     assert dd["test"][ITEM_FEATURE] == pytest.approx([logodds(2, 3), logodds(0, 1), 0.0], abs=1e-6)
+    # the table a checkpoint keeps scores new rows exactly as the test rows were scored, also after a JSON trip
+    table = json.loads(json.dumps(table))
+    assert table["counts"] == {"a": [2, 3], "b": [0, 1]} and table["prior"] == 0.5
+    assert item_like_logodds(test, table) == dd["test"][ITEM_FEATURE]
     # flipping a training label never changes that row's own rate (leave-one-out would: it ranks it backwards)
     rates = ordered_item_like_rate(train, prior=0.5)
     for k in range(len(train)):
@@ -311,13 +317,21 @@ def test_item_like_rate_never_depends_on_the_rows_own_label():
 def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_dir, tmp_path):
     """Labels follow the item (even items liked): with the encoder's learning rate ~0, only the item like-rate
     term can learn them, and it does; the collator passes the column on."""
-    from recpipe.ctr_features import add_item_like_logodds
+    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds
 
     margs = encoder_args(tiny_model_dir, item_feature=True)
     trainer, _ = make_trainer(margs, tmp_path, max_steps=30, learning_rate=1e-8, mlm_weight=0.0)
-    dd = add_item_like_logodds(datasets.DatasetDict(train=examples(256), valid=examples(48, seed=1)))
+    dd, table = add_item_like_logodds(datasets.DatasetDict(train=examples(256), valid=examples(48, seed=1)))
     trainer.train_dataset, trainer.eval_dataset = dd["train"], dd["valid"]
+    trainer.ctr_config = {"item_like_table": table}  # as run_ctr passes it
     before = trainer.evaluate()["eval_auc"]
     trainer.train()
     assert trainer.model.wide.linear.weight.item() > 0.1
-    assert trainer.evaluate()["eval_auc"] > max(0.9, before)
+    after = trainer.evaluate()
+    assert after["eval_auc"] > max(0.9, before)
+    # a checkpoint alone scores new rows: the item rates come from the table saved with it
+    trainer.save_model(str(tmp_path / "ckpt"))
+    trainer.model, _, config = load_ctr_checkpoint(tmp_path / "ckpt")
+    fresh = examples(48, seed=1)
+    fresh = fresh.add_column(ITEM_FEATURE, item_like_logodds(fresh, config["item_like_table"]))
+    assert trainer.evaluate(fresh)["eval_log_loss"] == pytest.approx(after["eval_log_loss"], abs=1e-6)
