@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from recpipe.parser import CTR_DATACLASSES, RecipeParser
 from recpipe.report import write_report
@@ -50,6 +51,18 @@ def test_encoder_learning_rate_gets_its_own_param_groups(tiny_model_dir, tmp_pat
     for group in optimizer.param_groups:
         in_encoder = {id(p) in encoder_params for p in group["params"]}
         assert in_encoder == {group["lr"] == 1e-5}
+
+    # FSDP builds the optimizer on the wrapped model, whose names gain "_fsdp_wrapped_module.": same groups
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self._fsdp_wrapped_module = inner
+
+    trainer.optimizer = None
+    wrapped = trainer.create_optimizer(Wrapped(trainer.model))
+    assert [(g["lr"], len(g["params"])) for g in wrapped.param_groups] == [
+        (g["lr"], len(g["params"])) for g in optimizer.param_groups
+    ]
 
 
 def test_report_writes_plots(tmp_path):
