@@ -34,4 +34,5 @@ if __name__ == "__main__":
         end_process_group()
     except FileNotFoundError as e:
         print(f"recipes/amazon.py: {e}", file=sys.stderr)
+        end_process_group(wait=False)
         sys.exit(2)

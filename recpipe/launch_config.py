@@ -20,15 +20,22 @@ def launch_options(gpus: int | None = None) -> list[str]:
     return ["--config_file", str(CONFIGS / "ddp.yaml"), "--num_processes", str(gpus)]
 
 
-def end_process_group() -> None:
+def end_process_group(wait: bool = True) -> None:
     """Destroy the default process group at the end of a launched run. Left to the interpreter's exit, gloo's
     threads can be torn down while still joinable, and a process that finished its work aborts with
-    "terminate called without an active exception" (SIGABRT), failing the whole launch."""
+    "terminate called without an active exception" (SIGABRT), failing the whole launch. ``wait=False`` on error
+    paths, where the other processes may never arrive."""
+    import torch
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()  # nobody leaves while another process still needs a collective
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait:  # nobody leaves while another process still needs a collective
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -335,3 +335,42 @@ def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_di
     fresh = examples(48, seed=1)
     fresh = fresh.add_column(ITEM_FEATURE, item_like_logodds(fresh, config["item_like_table"]))
     assert trainer.evaluate(fresh)["eval_log_loss"] == pytest.approx(after["eval_log_loss"], abs=1e-6)
+
+
+def write_movielens_100k(folder, n_users: int = 12, per_user: int = 16, seed: int = 0):
+    """A GroupLens-format folder (u.data, u.item) whose titles are words of the tiny models' vocabularies."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    lines = []
+    for u in range(n_users):
+        for k, item in enumerate(rng.choice(NUM_ITEMS, size=per_user, replace=False)):
+            lines.append(f"{u + 1}\t{item + 1}\t{int(rng.integers(1, 6))}\t{1000 + 50 * k + u}")
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    genres = ["0"] * 18 + ["1"]
+    items = ["|".join([str(i + 1), f"w{i}", "01-Jan-1995", "", "http://x", *genres]) for i in range(NUM_ITEMS)]
+    (folder / "u.item").write_text("\n".join(items) + "\n")
+
+
+def test_run_ctr_end_to_end_saves_what_scoring_new_rows_needs(tiny_model_dir, tmp_path):
+    from recpipe.ctr_features import ITEM_FEATURE, item_like_logodds
+    from recpipe.ctr_pipeline import ctr_data, fixed_subset, run_ctr
+
+    write_movielens_100k(tmp_path / "ml")
+    data_args = CTRDataArguments(data_dir=str(tmp_path / "ml"), item_noun="movie", max_length=128)
+    margs = encoder_args(tiny_model_dir, history_feature=True, item_feature=True)
+    args = train_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, mlm_weight=0.1)
+    metrics = run_ctr(data_args, margs, args)
+    assert {"test_auc", "test_gauc", "test_log_loss", "test_f1"} <= set(metrics)
+    assert (tmp_path / "out" / "test_results.json").is_file()
+    # the checkpoint's table gives new rows the item rates the test rows had
+    model, _, config = load_ctr_checkpoint(tmp_path / "out")
+    assert config["data_args"]["data_dir"] == str(tmp_path / "ml")
+    dd, _ = ctr_data(data_args)
+    train_labels = {}
+    for item, label in zip(dd["train"]["item_id"], dd["train"]["label"]):
+        train_labels.setdefault(item, []).append(label)
+    assert config["item_like_table"]["counts"] == {k: [sum(v), len(v)] for k, v in train_labels.items()}
+    test = fixed_subset(dd["test"], data_args.max_test_examples, args.seed)
+    values = item_like_logodds(test, config["item_like_table"])
+    assert len(set(values)) > 1 and all(np.isfinite(values))
+    assert model.wide.features == ["history_like_logodds", ITEM_FEATURE]

@@ -109,6 +109,10 @@ def test_end_process_group_leaves_no_group_behind():
 
     end_process_group()  # no group: nothing to do
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    assert dist.is_initialized()
-    end_process_group()
-    assert not dist.is_initialized()
+    try:
+        assert dist.is_initialized()
+        end_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
