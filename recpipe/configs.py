@@ -243,8 +243,9 @@ class CTRModelArguments(ModelArguments):
     item_feature: bool = field(
         default=False,
         metadata={
-            "help": "Add the candidate's like rate in the training split (smoothed log-odds; a training row counts "
-            "only earlier training rows) to the wide term: item quality that a title alone does not tell."
+            "help": "Add the candidate's like rate among the training examples' marks (labels and history marks; "
+            "smoothed log-odds; cross-fitted by user on training rows) to the wide term: item quality that a title "
+            "alone does not tell."
         },
     )
 

@@ -1,16 +1,18 @@
 """Baselines for the pointwise preference task, scored by the same metric code as the models.
 
 - ``history_like_rate``: p(like) = the share of likes in the example's own history (smoothed); needs no training.
-- ``item_like_rate``: the candidate's like rate in the training split, shrunk towards the global rate.
-- ``logistic_regression``: scikit-learn's logistic regression on (history like rate, item like rate — on the training
-  rows from earlier training rows only, so a row never sees its own label —, log item count).
+- ``item_like_rate``: the candidate's like rate among the training examples' marks (labels and history marks),
+  shrunk towards the overall rate (:mod:`recpipe.ctr_features`).
+- ``logistic_regression``: scikit-learn's logistic regression on the models' wide-term inputs, the log-odds of the
+  history like rate and of the item like rate (cross-fitted by user on the training rows, so a row never sees its
+  own label): the wide term alone, without the text.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from recpipe.ctr_features import item_like_counts, item_like_rate, ordered_item_like_rate
+from recpipe.ctr_features import cross_fitted_item_like_rate, item_like_counts, item_like_rate
 from recpipe.metrics import pointwise_metrics
 
 
@@ -18,8 +20,9 @@ def _history_rate(split) -> np.ndarray:
     return np.array([(sum(h) + 1) / (len(h) + 2) for h in split["history_liked"]])
 
 
-def _item_count(split, counts) -> np.ndarray:
-    return np.log1p([counts.get(item, (0, 0))[1] for item in split["item_id"]])
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
 
 
 def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, float]]:
@@ -33,12 +36,12 @@ def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, flo
         "item_like_rate": pointwise_metrics(labels, item_like_rate(test, counts, prior), users, prefix=prefix),
     }
 
-    def features(split, item_rate):
-        return np.stack([_history_rate(split), item_rate, _item_count(split, counts)], 1)
+    def features(split, item_rate):  # the wide term's two inputs, as log-odds
+        return np.stack([_logit(_history_rate(split)), _logit(item_rate)], 1)
 
     train_labels = np.asarray(train["label"])
     if len(set(train_labels.tolist())) == 2:
-        model = LogisticRegression().fit(features(train, ordered_item_like_rate(train, prior)), train_labels)
+        model = LogisticRegression().fit(features(train, cross_fitted_item_like_rate(train, prior)), train_labels)
         probs = model.predict_proba(features(test, item_like_rate(test, counts, prior)))[:, 1]
         out["logistic_regression"] = pointwise_metrics(labels, probs, users, prefix=prefix)
     return out

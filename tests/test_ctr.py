@@ -23,13 +23,15 @@ WORDS = [f"w{i}" for i in range(NUM_ITEMS)] + [f"g{i}" for i in range(5)]
 def examples(n: int, seed: int = 0) -> datasets.Dataset:
     """Users like the even items and dislike the odd ones: learnable from the candidate alone."""
     rng = np.random.default_rng(seed)
-    rows = {k: [] for k in ("user_id", "item_id", "history_titles", "history_liked", "candidate_title")}
+    rows = {k: [] for k in ("user_id", "item_id", "history_item_ids", "history_titles", "history_liked")}
+    rows["candidate_title"] = []
     rows.update(candidate_text=[], label=[], timestamp=[])
     for k in range(n):
         history = rng.integers(0, NUM_ITEMS, 10).tolist()
         item = int(rng.integers(0, NUM_ITEMS))
         rows["user_id"].append(f"u{k % 7}")
         rows["item_id"].append(f"i{item}")
+        rows["history_item_ids"].append([f"i{h}" for h in history])
         rows["history_titles"].append([f"w{h}" for h in history])
         rows["history_liked"].append([h % 2 == 0 for h in history])
         rows["candidate_title"].append(f"w{item}")
@@ -283,35 +285,71 @@ def test_wide_learning_rate_must_be_positive(tmp_path):
         train_args(tmp_path, wide_learning_rate=0.0)
 
 
-def test_item_like_rate_never_depends_on_the_rows_own_label():
-    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds, ordered_item_like_rate
+def test_item_like_rate_counts_every_mark_once_and_other_users_only():
+    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds, user_fold
 
-    train = datasets.Dataset.from_dict(
-        {"item_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0], "timestamp": [3, 1, 2, 2]}
+    def rows(*spec):
+        keys = ("user_id", "item_id", "label", "history_item_ids", "history_liked", "timestamp")
+        return datasets.Dataset.from_dict({k: [row[n] for row in spec] for n, k in enumerate(keys)})
+
+    assert len({user_fold(u, 5) for u in ("u1", "u2", "u3")}) == 3  # three users, three folds
+    train = rows(
+        ("u1", "a", 1, ["c"], [True], 3),
+        ("u2", "a", 1, [], [], 1),
+        ("u3", "a", 0, ["b"], [False], 2),
+        ("u1", "b", 0, ["c", "a"], [True, True], 4),  # u1's later example: its history repeats row 0's label
     )
-    test = datasets.Dataset.from_dict({"item_id": ["a", "b", "new"], "label": [0, 0, 1], "timestamp": [9, 9, 9]})
+    test = rows(("u4", "a", 0, [], [], 9), ("u4", "b", 0, [], [], 9), ("u4", "new", 1, [], [], 9))
     dd, table = add_item_like_logodds(datasets.DatasetDict(train=train, test=test), strength=2.0)
 
     def logodds(likes, total, prior=0.5):
         rate = (likes + 2.0 * prior) / (total + 2.0)
         return np.log(rate / (1 - rate))
 
-    # a training row counts only the rows before it in time (row 1 first, then row 2, then row 0)
-    expected = [logodds(1, 2), logodds(0, 0), logodds(1, 1), logodds(0, 0)]
+    # each training row sees the marks of the other folds' users, candidates and histories alike
+    expected = [logodds(1, 2), logodds(1, 2), logodds(2, 2), logodds(0, 1)]
     assert dd["train"][ITEM_FEATURE] == pytest.approx(expected, abs=1e-6)
-    # evaluation rows see the whole training split; an unseen item gets the overall rate
-    assert dd["test"][ITEM_FEATURE] == pytest.approx([logodds(2, 3), logodds(0, 1), 0.0], abs=1e-6)
+    # evaluation rows see every training mark, one per (user, item); an unseen item gets the overall rate
+    assert dd["test"][ITEM_FEATURE] == pytest.approx([logodds(2, 3), logodds(0, 2), 0.0], abs=1e-6)
     # the table a checkpoint keeps scores new rows exactly as the test rows were scored, also after a JSON trip
     table = json.loads(json.dumps(table))
-    assert table["counts"] == {"a": [2, 3], "b": [0, 1]} and table["prior"] == 0.5
+    assert table["counts"] == {"a": [2, 3], "b": [0, 2], "c": [1, 1]} and table["prior"] == 0.5
     assert item_like_logodds(test, table) == dd["test"][ITEM_FEATURE]
-    # flipping a training label never changes that row's own rate (leave-one-out would: it ranks it backwards)
-    rates = ordered_item_like_rate(train, prior=0.5)
-    for k in range(len(train)):
-        labels = list(train["label"])
-        labels[k] = 1 - labels[k]
-        flip = train.remove_columns("label").add_column("label", labels)
-        assert ordered_item_like_rate(flip, prior=0.5)[k] == rates[k]
+
+
+def test_item_like_rate_never_depends_on_the_rows_own_label():
+    """Flip one rating in the raw data: the example's label changes and so do the history marks of the user's
+    later examples, but never that example's own item rate (leave-one-out would: it ranks the label backwards)."""
+    from test_ctr_data import make_tables, random_rows
+
+    from recpipe.ctr_features import cross_fitted_item_like_rate, item_like_counts
+    from recpipe.data.ctr import CTRConfig, build_ctr_examples
+
+    raw = random_rows(n_users=20, per_user=15, n_items=25)
+    config = CTRConfig(history_len=5, min_history=3)
+
+    def own_rates(raw_rows):
+        train = build_ctr_examples(make_tables(raw_rows), config)[0]["train"]
+        rates = cross_fitted_item_like_rate(train, prior=0.5)
+        return {(u, i): (r, y) for u, i, r, y in zip(train["user_id"], train["item_id"], rates, train["label"])}
+
+    before = own_rates(raw)
+    assert len(set(rates for rates, _ in before.values())) > 5
+    flipped = 0
+    for k in range(0, len(raw), 7):
+        u, i, t, rating = raw[k]
+        if (u, i) not in before:
+            continue  # not a training example (too short a history, or valid/test)
+        changed = raw[:k] + [(u, i, t, 6.0 - rating if rating != 3.0 else 5.0)] + raw[k + 1 :]
+        after = own_rates(changed)
+        assert after[(u, i)][1] != before[(u, i)][1]  # the label flipped
+        assert after[(u, i)][0] == before[(u, i)][0]  # its own rate did not
+        flipped += 1
+    assert flipped >= 5
+    # and the flip does reach the counts that later rows and the evaluation see
+    changed_train = build_ctr_examples(make_tables(changed), config)[0]["train"]
+    train = build_ctr_examples(make_tables(raw), config)[0]["train"]
+    assert item_like_counts(train)[0] != item_like_counts(changed_train)[0]
 
 
 def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_dir, tmp_path):
@@ -366,11 +404,29 @@ def test_run_ctr_end_to_end_saves_what_scoring_new_rows_needs(tiny_model_dir, tm
     model, _, config = load_ctr_checkpoint(tmp_path / "out")
     assert config["data_args"]["data_dir"] == str(tmp_path / "ml")
     dd, _ = ctr_data(data_args)
-    train_labels = {}
-    for item, label in zip(dd["train"]["item_id"], dd["train"]["label"]):
-        train_labels.setdefault(item, []).append(label)
-    assert config["item_like_table"]["counts"] == {k: [sum(v), len(v)] for k, v in train_labels.items()}
+    marks = {}  # every (user, item) rating the training examples hold, as label or history mark
+    for row in dd["train"]:
+        marks[(row["user_id"], row["item_id"])] = row["label"]
+        marks.update({(row["user_id"], h): int(v) for h, v in zip(row["history_item_ids"], row["history_liked"])})
+    expected = {}
+    for (_, item), liked in marks.items():
+        expected[item] = [expected.get(item, [0, 0])[0] + liked, expected.get(item, [0, 0])[1] + 1]
+    assert config["item_like_table"]["counts"] == expected
     test = fixed_subset(dd["test"], data_args.max_test_examples, args.seed)
     values = item_like_logodds(test, config["item_like_table"])
     assert len(set(values)) > 1 and all(np.isfinite(values))
     assert model.wide.features == ["history_like_logodds", ITEM_FEATURE]
+
+
+def test_baselines_score_the_same_test_rows_with_the_wide_inputs():
+    """Labels follow the item (even items liked) and so do the history marks: the item like rate — learned from
+    the candidates' labels and the histories' marks — ranks the test rows almost perfectly, the history like rate
+    (no item information) does not, and the logistic regression on both follows the item rate."""
+    from recpipe.ctr_baselines import ctr_baselines
+
+    scores = ctr_baselines(examples(128), examples(64, seed=1))
+    assert set(scores) == {"history_like_rate", "item_like_rate", "logistic_regression"}
+    assert scores["item_like_rate"]["test_auc"] > 0.95
+    assert scores["history_like_rate"]["test_auc"] < 0.8
+    assert scores["logistic_regression"]["test_auc"] > 0.95
+    assert {"test_gauc", "test_log_loss", "test_f1"} <= set(scores["logistic_regression"])

@@ -68,6 +68,7 @@ def test_history_is_the_previous_interactions_in_order():
         previous = seq[max(0, pos - 4) : pos]
         assert pos >= 2 and seq[pos][0] == ex["timestamp"]
         assert ex["history_titles"] == [f"Movie {i}" for _, _, i, _ in previous]
+        assert ex["history_item_ids"] == [i for _, _, i, _ in previous]
         assert ex["history_liked"] == [liked for _, _, _, liked in previous]
         assert ex["label"] == int(seq[pos][3])
         assert ex["candidate_title"] not in ex["history_titles"]  # never the candidate interaction itself

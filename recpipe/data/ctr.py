@@ -17,9 +17,10 @@ like/dislike marks, oldest first), the candidate item, and the label ``rating > 
    before their valid and test examples;
 7. few-shot (``train_shots``): keep a seeded random sample of the training examples; valid and test are unchanged.
 
-Columns of every split: ``user_id``, ``item_id``, ``history_titles``, ``history_liked``, ``candidate_title``,
-``candidate_text`` (the item rendered with a template of :mod:`recpipe.data.templates`), ``label`` (0/1) and
-``timestamp``. Titles are kept as the items table spells them; prompt code decides how to present them.
+Columns of every split: ``user_id``, ``item_id``, ``history_item_ids``, ``history_titles``, ``history_liked``,
+``candidate_title``, ``candidate_text`` (the item rendered with a template of :mod:`recpipe.data.templates`),
+``label`` (0/1) and ``timestamp``. Titles are kept as the items table spells them; prompt code decides how to
+present them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ CTR_FEATURES = datasets.Features(
     {
         "user_id": datasets.Value("string"),
         "item_id": datasets.Value("string"),
+        "history_item_ids": datasets.List(datasets.Value("string")),
         "history_titles": datasets.List(datasets.Value("string")),
         "history_liked": datasets.List(datasets.Value("bool")),
         "candidate_title": datasets.Value("string"),
@@ -148,6 +150,7 @@ def _build_split(frame: dict[str, np.ndarray], examples: np.ndarray, history_len
         {
             "user_id": pa.array(frame["user_id"][examples], pa.string()),
             "item_id": pa.array(frame["item_id"][examples], pa.string()),
+            "history_item_ids": pa.ListArray.from_arrays(offsets, pa.array(frame["item_id"][rows], pa.string())),
             "history_titles": pa.ListArray.from_arrays(offsets, pa.array(frame["title"][rows], pa.string())),
             "history_liked": pa.ListArray.from_arrays(offsets, pa.array(frame["liked"][rows], pa.bool_())),
             "candidate_title": pa.array(frame["title"][examples], pa.string()),
