@@ -1,5 +1,6 @@
 """The like-rate features of the pointwise preference task: the inputs of the models' optional wide term and of the
-baselines. Both are smoothed log-odds and never see the example's own label.
+baselines. Both are smoothed log-odds and never see the example's own label (beyond the overall like rate the item
+rate is shrunk towards: one number over all training marks, shared by every row).
 
 - ``history_like_logodds``: the example's history marks, ``log((likes + 1) / (dislikes + 1))``.
 - ``item_like_logodds``: the candidate's like rate among the training examples' like/dislike marks (their labels
@@ -54,10 +55,6 @@ class _MarkCounter:
         for h_item, h_liked in zip(history_items, history_liked):
             self.add(user, h_item, h_liked)
         self.add(user, item, label)
-
-    def rate(self, item: str, prior: float, strength: float) -> float:
-        likes, total = self.counts.get(item, (0, 0))
-        return (likes + strength * prior) / (total + strength)
 
 
 def _rows(split):

@@ -405,9 +405,10 @@ def test_run_ctr_end_to_end_saves_what_scoring_new_rows_needs(tiny_model_dir, tm
     assert config["data_args"]["data_dir"] == str(tmp_path / "ml")
     dd, _ = ctr_data(data_args)
     marks = {}  # every (user, item) rating the training examples hold, as label or history mark
-    for row in dd["train"]:
-        marks[(row["user_id"], row["item_id"])] = row["label"]
-        marks.update({(row["user_id"], h): int(v) for h, v in zip(row["history_item_ids"], row["history_liked"])})
+    for row in dd["train"]:  # the first mark of a (user, item) pair counts, histories before the candidate
+        for h, v in zip(row["history_item_ids"], row["history_liked"]):
+            marks.setdefault((row["user_id"], h), int(v))
+        marks.setdefault((row["user_id"], row["item_id"]), row["label"])
     expected = {}
     for (_, item), liked in marks.items():
         expected[item] = [expected.get(item, [0, 0])[0] + liked, expected.get(item, [0, 0])[1] + 1]
