@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from recpipe.ctr_features import cross_fitted_item_like_rate, item_like_counts, item_like_rate
+from recpipe.ctr_features import cross_fitted_item_like_rate, item_like_counts, item_like_rate, logit
 from recpipe.metrics import pointwise_metrics
 
 
 def _history_rate(split) -> np.ndarray:
     return np.array([(sum(h) + 1) / (len(h) + 2) for h in split["history_liked"]])
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
 
 
 def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, float]]:
@@ -37,7 +32,7 @@ def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, flo
     }
 
     def features(split, item_rate):  # the wide term's two inputs, as log-odds
-        return np.stack([_logit(_history_rate(split)), _logit(item_rate)], 1)
+        return np.stack([logit(_history_rate(split)), logit(item_rate)], 1)
 
     train_labels = np.asarray(train["label"])
     if len(set(train_labels.tolist())) == 2:

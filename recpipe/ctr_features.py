@@ -116,9 +116,14 @@ def item_like_table(train, strength: float = 5.0) -> dict:
     return {"counts": counts, "prior": prior, "strength": strength}
 
 
-def _logodds(rate: np.ndarray) -> list[float]:
+def logit(rate: np.ndarray) -> np.ndarray:
+    """Log-odds of rates, clipped away from 0 and 1."""
     rate = np.clip(rate, 1e-4, 1 - 1e-4)
-    return np.log(rate / (1 - rate)).astype(np.float32).tolist()
+    return np.log(rate / (1 - rate))
+
+
+def _logodds(rate: np.ndarray) -> list[float]:
+    return logit(rate).astype(np.float32).tolist()
 
 
 def item_like_logodds(split, table: dict) -> list[float]:
