@@ -208,6 +208,9 @@ class CTRDataArguments(CTRConfig):
     dataset: str = field(default="movielens-100k", metadata={"help": "movielens-100k, movielens-1m, amazon2023, ..."})
     data_dir: str | None = field(default=None, metadata={"help": "Raw files (default: fetch cache for embedded)."})
     category: str | None = field(default=None, metadata={"help": "Amazon category, e.g. All_Beauty."})
+    on_bad_record: Literal["error", "skip"] = field(
+        default="error", metadata={"help": "Raw files: error stops at the first bad record; skip drops and counts."}
+    )
     # a list, not a tuple, so that the command line can set it (CTRConfig turns it into a tuple)
     split_ratios: list[float] = field(
         default_factory=lambda: [0.8, 0.1, 0.1],

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 def ctr_data(data_args: CTRDataArguments):
     """The examples (DatasetDict train/valid/test) and their stats."""
-    tables = load_source(data_args.dataset, data_args.data_dir, category=data_args.category)
+    tables = load_source(
+        data_args.dataset, data_args.data_dir, category=data_args.category, on_bad_record=data_args.on_bad_record
+    )
     fields = {f.name for f in dataclasses.fields(CTRConfig)}
     config = CTRConfig(**{k: v for k, v in dataclasses.asdict(data_args).items() if k in fields})
     return build_ctr_examples(tables, config)

@@ -171,3 +171,53 @@ def test_config_checks():
     with pytest.raises(ValueError, match="template"):
         CTRConfig(template="nope")
     assert CTRConfig(split_ratios=[0.7, 0.2, 0.1]).split_ratios == (0.7, 0.2, 0.1)
+
+
+def write_amazon_category(folder, users=8, items=20, per_user=9):
+    """An Amazon 2023 category: integer star ratings, a malformed line, and one review of a product with no
+    metadata."""
+    from test_amazon_readers import meta_2023, review_2023, write_lines
+
+    rng = np.random.default_rng(0)
+    reviews, stars = [], {}
+    for u in range(users):
+        for k, i in enumerate(rng.choice(items, size=per_user, replace=False)):
+            stars[(f"U{u}", f"B{i:09d}")] = rating = float(rng.integers(1, 6))
+            reviews.append(review_2023(f"U{u}", f"B{i:09d}", rating, 1_600_000_000_000 + (k * users + u) * 60_000))
+    reviews += ["{not json", review_2023("U0", "BNOMETA000", 5.0, 1_700_000_000_000)]
+    folder.mkdir(parents=True)
+    write_lines(folder / "All_Beauty.jsonl.gz", reviews, gz=True)
+    write_lines(folder / "meta_All_Beauty.jsonl.gz", [meta_2023(f"B{i:09d}", f"Cream {i}") for i in range(items)])
+    return stars
+
+
+def test_amazon_recipe_builds_examples_with_four_stars_as_like(tmp_path):
+    """The Amazon CTR recipe reads a 2023 category: like = rating >= 4, the product template, bad lines counted."""
+    from pathlib import Path
+
+    from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+    from recpipe.ctr_pipeline import ctr_data
+    from recpipe.data.schema import DataFormatError
+    from recpipe.parser import RecipeParser
+
+    stars = write_amazon_category(tmp_path / "raw")
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "ctr" / "config_encoder_amazon.yaml"
+    parser = RecipeParser((CTRDataArguments, CTRModelArguments, CTRTrainingArguments))
+    data_args, _, _ = parser.parse_recipe(
+        ["--config", str(recipe), "--data_dir", str(tmp_path / "raw"), "--output_dir", str(tmp_path / "out")]
+    )
+    dd, stats = ctr_data(data_args)
+    rows = all_examples(dd)
+    # every user has 9 reviews and needs 5 earlier ones: 4 examples each
+    assert len(rows) == 8 * 4 and stats["skipped"]["short_history"] == 8 * 5
+    assert stats["skipped"]["source_records"] == {"invalid_json": 1}
+    assert stats["skipped"]["no_item_metadata"] == 1
+    assert {r["label"] for r in rows} == {0, 1}
+    for r in rows:
+        assert r["label"] == int(stars[(r["user_id"], r["item_id"])] >= 4)
+        assert r["history_liked"] == [stars[(r["user_id"], h)] >= 4 for h in r["history_item_ids"]]
+        assert r["candidate_title"].startswith("Cream ")
+    # the same files stop at the malformed line when bad records are not to be skipped
+    data_args.on_bad_record = "error"
+    with pytest.raises(DataFormatError, match="All_Beauty"):
+        ctr_data(data_args)
