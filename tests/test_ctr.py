@@ -208,6 +208,29 @@ def test_lora_keeps_base_weights_and_the_loss_is_the_sum_of_its_parts(
         assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised], rel=1e-4)
 
 
+@pytest.mark.parametrize("family", ["encoder", "causal_lm"])
+def test_adalora_prunes_its_rank_budget_and_its_regulariser_is_a_logged_part(
+    family, tiny_model_dir, tiny_causal_lm_dir, tmp_path
+):
+    from recpipe.peft_utils import adalora_rank_budget
+
+    kw = dict(peft_type="adalora", adalora_init_r=6, lora_r=2)
+    margs = encoder_args(tiny_model_dir, **kw) if family == "encoder" else causal_args(tiny_causal_lm_dir, **kw)
+    trainer, _ = make_trainer(margs, tmp_path, max_steps=30, logging_steps=5)
+    backbone = trainer.model.encoder if family == "encoder" else trainer.model.lm
+    named = dict(trainer.model.named_parameters())
+    base = {n: p.detach().clone() for n, p in named.items() if not p.requires_grad}
+    initial = adalora_rank_budget(backbone)
+    trainer.train()
+    assert adalora_rank_budget(backbone) < initial
+    assert all(torch.equal(base[n], named[n]) for n in base), "a base weight changed"
+    self_supervised = "mlm_loss" if family == "encoder" else "lm_loss"
+    logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
+    assert logs and all(h["orth_loss"] > 0 for h in logs)
+    for h in logs:
+        assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised] + h["orth_loss"], rel=1e-4)
+
+
 def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, tmp_path):
     margs = encoder_args(tiny_model_dir, peft_type="none", pooling="cls", head_dropout=0.0)
     trainer, _ = make_trainer(margs, tmp_path, n=256, max_steps=150, learning_rate=3e-3, mlm_weight=0.0)
