@@ -76,11 +76,25 @@ TALLREC_MOVIE_AUC = {"16": 67.24, "64": 67.48, "256": 71.98}  # published, LLaMA
 SHOTS = ("16", "64", "256", "all")
 
 
+CTR_LABELS = {
+    "encoder": "MiniLM cross-encoder + LoRA (recpipe)",
+    "encoder+history-shared-lr": "MiniLM cross-encoder + LoRA + like-rate term on the model's lr (recpipe)",
+    "encoder+history": "MiniLM cross-encoder + LoRA + like-rate term (recpipe)",
+    "encoder+wide-loo": "MiniLM cross-encoder + LoRA + like-rate terms, item rate leave-one-out (recpipe)",
+    "encoder+wide-ordered": "MiniLM cross-encoder + LoRA + like-rate terms, item rate of earlier labels (recpipe)",
+    "encoder+wide": "MiniLM cross-encoder + LoRA + like-rate terms, item rate from all marks (recpipe)",
+    "causal_lm": "SmolLM2-135M + LoRA (recpipe)",
+    "causal_lm+history": "SmolLM2-135M + LoRA + like-rate term (recpipe)",
+    "causal_lm+wide": "SmolLM2-135M + LoRA + like-rate terms, history and item (recpipe)",
+}
+
+
+def _auc_values(paths: list[Path], key: str | None = None) -> list[float]:
+    return [100 * (d[key]["test_auc"] if key else d["test_auc"]) for d in (json.loads(p.read_text()) for p in paths)]
+
+
 def _auc_cell(paths: list[Path], key: str | None = None) -> str:
-    values = []
-    for p in paths:
-        data = json.loads(p.read_text())
-        values.append(100 * (data[key]["test_auc"] if key else data["test_auc"]))
+    values = _auc_values(paths, key)
     if not values:
         return "–"
     if len(values) == 1:
@@ -102,21 +116,56 @@ def ctr_table() -> str | None:
     for name in ("history_like_rate", "item_like_rate", "logistic_regression"):
         cells = [_auc_cell(sorted((folder / "baselines" / s).glob("seed*.json")), name) for s in SHOTS]
         rows.append(f"| baseline: {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
-    labels = {
-        "encoder": "MiniLM cross-encoder + LoRA (recpipe)",
-        "encoder+history-shared-lr": "MiniLM cross-encoder + LoRA + like-rate term on the model's lr (recpipe)",
-        "encoder+history": "MiniLM cross-encoder + LoRA + like-rate term (recpipe)",
-        "encoder+wide-loo": "MiniLM cross-encoder + LoRA + like-rate terms, item rate leave-one-out (recpipe)",
-        "encoder+wide-ordered": "MiniLM cross-encoder + LoRA + like-rate terms, item rate of earlier labels (recpipe)",
-        "encoder+wide": "MiniLM cross-encoder + LoRA + like-rate terms, item rate from all marks (recpipe)",
-        "causal_lm": "SmolLM2-135M + LoRA (recpipe)",
-        "causal_lm+history": "SmolLM2-135M + LoRA + like-rate term (recpipe)",
-        "causal_lm+wide": "SmolLM2-135M + LoRA + like-rate terms, history and item (recpipe)",
-    }
-    for variant, label in labels.items():
+    for variant, label in CTR_LABELS.items():
         cells = [_auc_cell(sorted((folder / variant / s).glob("seed*.json"))) for s in SHOTS]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+CTR_PLOTTED = {  # label: (results folder, baseline key or None for a model)
+    "history like rate (no training)": ("baselines", "history_like_rate"),
+    "logistic regression on the like rates": ("baselines", "logistic_regression"),
+    "MiniLM + LoRA": ("encoder", None),
+    "MiniLM + LoRA + like-rate terms": ("encoder+wide", None),
+    "SmolLM2-135M + LoRA": ("causal_lm", None),
+}
+
+
+def ctr_plot() -> Path | None:
+    """Test AUC against the number of training examples, mean ± std over seeds, beside TALLRec's published AUC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = RESULTS / "ctr"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = list(range(len(SHOTS)))
+    plotted = False
+    for label, (variant, key) in CTR_PLOTTED.items():
+        points = [(x, _auc_values(sorted((folder / variant / s).glob("seed*.json")), key)) for x, s in zip(xs, SHOTS)]
+        points = [(x, v) for x, v in points if v]
+        if not points:
+            continue
+        means = [statistics.mean(v) for _, v in points]
+        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+        style = "--" if variant == "baselines" else "-"
+        ax.errorbar([x for x, _ in points], means, yerr=stds, fmt=style + "o", capsize=3, label=label)
+        plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    tallrec = [(x, TALLREC_MOVIE_AUC[s]) for x, s in zip(xs, SHOTS) if s in TALLREC_MOVIE_AUC]
+    ax.plot(*zip(*tallrec), "k*", markersize=12, label="TALLRec, LLaMA-7B + LoRA (published)")
+    ax.axhline(50, color="grey", lw=0.5)
+    ax.set_xticks(xs, [f"{s} shots" if s != "all" else "all data" for s in SHOTS])
+    ax.set(ylabel="test AUC × 100 (mean ± std over seeds)", title="MovieLens-100K, TALLRec protocol")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = RESULTS / "ctr_auc.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def robustness_table(dataset: str = "movielens-100k") -> str | None:
@@ -194,6 +243,9 @@ def main() -> None:
     text = replace_block(path.read_text(), "quality", "\n\n".join(parts))
     ctr = ctr_table()
     if ctr:
+        figure = ctr_plot()
+        if figure:
+            ctr += f"\n\n![CTR AUC]({figure.relative_to(ROOT)})"
         text = replace_block(text, "ctr", ctr)
     robust = robustness_table()
     if robust:
