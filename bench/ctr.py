@@ -26,8 +26,8 @@ RESULTS = ROOT / "bench" / "results" / "ctr"
 # The causal LM (SmolLM2-135M, bf16 autocast) costs ~0.5 s a training example and ~0.2 s a scored one on 2 CPU
 # cores, several times the encoder: its few-shot runs see each example 10 / 5 / 2 times and are validated once, at
 # the end, on 200 examples (a 16-shot run is ~6 min with its 1,000 test examples). The encoder's all-data budget
-# is 300 steps of 32 (9,600 examples): a 1,000-step run's valid AUC was flat from step 250 on (77.1 / 77.3 / 77.2 /
-# 77.3 at steps 250-1,000), and 300 steps make three seeds fit where one did.
+# is 300 steps of 32 (9,600 examples): a 1,000-step run of encoder+wide-ordered (the earlier item rate) was flat
+# from step 250 on (valid AUC 77.1 / 77.3 / 77.2 / 77.3 at steps 250-1,000); 300 steps make three seeds fit.
 BUDGETS = {
     "encoder": {"steps": {"16": 40, "64": 60, "256": 120, "all": 300}, "batch": 16, "evals": 4, "eval_examples": 500},
     "causal_lm": {"steps": {"16": 20, "64": 40, "256": 64, "all": 250}, "batch": 8, "evals": 1, "eval_examples": 200},

@@ -150,7 +150,10 @@ def ctr_plot() -> Path | None:
         means = [statistics.mean(v) for _, v in points]
         stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
         style = "--" if variant == "baselines" else "-"
-        ax.errorbar([x for x, _ in points], means, yerr=stds, fmt=style + "o", capsize=3, label=label)
+        line = ax.errorbar([x for x, _ in points], means, yerr=stds, fmt=style + "o", capsize=3, label=label)
+        single = [(x, m) for (x, v), m in zip(points, means) if len(v) == 1]
+        if single:  # one seed: no spread to show, so a hollow marker says so
+            ax.plot(*zip(*single), "o", mfc="white", color=line[0].get_color(), zorder=3)
         plotted = True
     if not plotted:
         plt.close(fig)
@@ -159,7 +162,10 @@ def ctr_plot() -> Path | None:
     ax.plot(*zip(*tallrec), "k*", markersize=12, label="TALLRec, LLaMA-7B + LoRA (published)")
     ax.axhline(50, color="grey", lw=0.5)
     ax.set_xticks(xs, [f"{s} shots" if s != "all" else "all data" for s in SHOTS])
-    ax.set(ylabel="test AUC × 100 (mean ± std over seeds)", title="MovieLens-100K, TALLRec protocol")
+    ax.set(
+        ylabel="test AUC × 100 (mean ± std over seeds)",
+        title="MovieLens-100K, TALLRec protocol (hollow: one seed)",
+    )
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path = RESULTS / "ctr_auc.png"

@@ -209,7 +209,8 @@ class CTRDataArguments(CTRConfig):
     data_dir: str | None = field(default=None, metadata={"help": "Raw files (default: fetch cache for embedded)."})
     category: str | None = field(default=None, metadata={"help": "Amazon category, e.g. All_Beauty."})
     on_bad_record: Literal["error", "skip"] = field(
-        default="error", metadata={"help": "Raw files: error stops at the first bad record; skip drops and counts."}
+        default="error",
+        metadata={"help": "Amazon / generic files: error stops at the first bad record; skip drops and counts."},
     )
     # a list, not a tuple, so that the command line can set it (CTRConfig turns it into a tuple)
     split_ratios: list[float] = field(

@@ -220,6 +220,7 @@ def test_adalora_prunes_its_rank_budget_and_its_regulariser_is_a_logged_part(
     backbone = trainer.model.encoder if family == "encoder" else trainer.model.lm
     named = dict(trainer.model.named_parameters())
     base = {n: p.detach().clone() for n, p in named.items() if not p.requires_grad}
+    assert base
     initial = adalora_rank_budget(backbone)
     trainer.train()
     assert adalora_rank_budget(backbone) < initial

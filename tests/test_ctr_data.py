@@ -216,8 +216,8 @@ def test_amazon_recipe_builds_examples_with_four_stars_as_like(tmp_path):
     for r in rows:
         assert r["label"] == int(stars[(r["user_id"], r["item_id"])] >= 4)
         assert r["history_liked"] == [stars[(r["user_id"], h)] >= 4 for h in r["history_item_ids"]]
-        assert r["candidate_title"].startswith("Cream ")
+        assert r["candidate_text"] == f"Title: {r['candidate_title']}. Store: Howard Products."
     # the same files stop at the malformed line when bad records are not to be skipped
     data_args.on_bad_record = "error"
-    with pytest.raises(DataFormatError, match="All_Beauty"):
+    with pytest.raises(DataFormatError, match="invalid JSON"):
         ctr_data(data_args)
