@@ -1,8 +1,9 @@
-"""Pointwise preference ("will this user like this item?") on MovieLens under the TALLRec protocol, with an encoder
-cross-encoder or a causal LM with a yes/no verbalizer.
+"""Pointwise preference ("will this user like this item?") on MovieLens or Amazon Reviews under the TALLRec
+protocol, with an encoder cross-encoder or a causal LM with a yes/no verbalizer.
 
     accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/ctr.py \
         --config recipes/ctr/config_encoder.yaml
+    python recipes/ctr.py --config recipes/ctr/config_encoder_amazon.yaml --category All_Beauty
     python recipes/ctr.py --config recipes/ctr/config_encoder.yaml --train_shots 64 --shot_seed 1
     python recipes/ctr.py --config recipes/ctr/config_causal_lm.yaml --train_shots 256
 """
