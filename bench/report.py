@@ -128,6 +128,7 @@ CTR_PLOTTED = {  # label: (results folder, baseline key or None for a model)
     "MiniLM + LoRA": ("encoder", None),
     "MiniLM + LoRA + like-rate terms": ("encoder+wide", None),
     "SmolLM2-135M + LoRA": ("causal_lm", None),
+    "SmolLM2-135M + LoRA + like-rate terms": ("causal_lm+wide", None),
 }
 
 
@@ -142,8 +143,11 @@ def ctr_plot() -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = list(range(len(SHOTS)))
     plotted = False
-    for label, (variant, key) in CTR_PLOTTED.items():
-        points = [(x, _auc_values(sorted((folder / variant / s).glob("seed*.json")), key)) for x, s in zip(xs, SHOTS)]
+    for i, (label, (variant, key)) in enumerate(CTR_PLOTTED.items()):
+        shift = 0.04 * (i - len(CTR_PLOTTED) / 2)  # side by side, so that error bars at one x do not hide each other
+        points = [
+            (x + shift, _auc_values(sorted((folder / variant / s).glob("seed*.json")), key)) for x, s in zip(xs, SHOTS)
+        ]
         points = [(x, v) for x, v in points if v]
         if not points:
             continue
