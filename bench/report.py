@@ -89,12 +89,14 @@ CTR_LABELS = {
 }
 
 
-def _auc_values(paths: list[Path], key: str | None = None) -> list[float]:
+def _auc_values(variant: str, shots: str, key: str | None = None) -> list[float]:
+    """Test AUC × 100 of every seed of ``bench/results/ctr/<variant>/<shots>/`` (``key``: a baseline's name)."""
+    paths = sorted((RESULTS / "ctr" / variant / shots).glob("seed*.json"))
     return [100 * (d[key]["test_auc"] if key else d["test_auc"]) for d in (json.loads(p.read_text()) for p in paths)]
 
 
-def _auc_cell(paths: list[Path], key: str | None = None) -> str:
-    values = _auc_values(paths, key)
+def _auc_cell(variant: str, shots: str, key: str | None = None) -> str:
+    values = _auc_values(variant, shots, key)
     if not values:
         return "–"
     if len(values) == 1:
@@ -114,10 +116,10 @@ def ctr_table() -> str | None:
         + " |"
     )
     for name in ("history_like_rate", "item_like_rate", "logistic_regression"):
-        cells = [_auc_cell(sorted((folder / "baselines" / s).glob("seed*.json")), name) for s in SHOTS]
+        cells = [_auc_cell("baselines", s, name) for s in SHOTS]
         rows.append(f"| baseline: {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
     for variant, label in CTR_LABELS.items():
-        cells = [_auc_cell(sorted((folder / variant / s).glob("seed*.json"))) for s in SHOTS]
+        cells = [_auc_cell(variant, s) for s in SHOTS]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -139,15 +141,12 @@ def ctr_plot() -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder = RESULTS / "ctr"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = list(range(len(SHOTS)))
     plotted = False
     for i, (label, (variant, key)) in enumerate(CTR_PLOTTED.items()):
         shift = 0.04 * (i - len(CTR_PLOTTED) / 2)  # side by side, so that error bars at one x do not hide each other
-        points = [
-            (x + shift, _auc_values(sorted((folder / variant / s).glob("seed*.json")), key)) for x, s in zip(xs, SHOTS)
-        ]
+        points = [(x + shift, _auc_values(variant, s, key)) for x, s in zip(xs, SHOTS)]
         points = [(x, v) for x, v in points if v]
         if not points:
             continue

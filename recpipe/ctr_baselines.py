@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from recpipe.ctr_features import cross_fitted_item_like_rate, item_like_counts, item_like_rate, logit
+from recpipe.ctr_features import (
+    cross_fitted_item_like_rate,
+    history_like_rate,
+    item_like_counts,
+    item_like_rate,
+    logit,
+)
 from recpipe.metrics import pointwise_metrics
-
-
-def _history_rate(split) -> np.ndarray:
-    return np.array([(sum(h) + 1) / (len(h) + 2) for h in split["history_liked"]])
 
 
 def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, float]]:
@@ -27,12 +29,12 @@ def ctr_baselines(train, test, prefix: str = "test_") -> dict[str, dict[str, flo
     labels, users = np.asarray(test["label"]), list(test["user_id"])
     counts, prior = item_like_counts(train)
     out = {
-        "history_like_rate": pointwise_metrics(labels, _history_rate(test), users, prefix=prefix),
+        "history_like_rate": pointwise_metrics(labels, history_like_rate(test["history_liked"]), users, prefix=prefix),
         "item_like_rate": pointwise_metrics(labels, item_like_rate(test, counts, prior), users, prefix=prefix),
     }
 
     def features(split, item_rate):  # the wide term's two inputs, as log-odds
-        return np.stack([logit(_history_rate(split)), logit(item_rate)], 1)
+        return np.stack([logit(history_like_rate(split["history_liked"])), logit(item_rate)], 1)
 
     train_labels = np.asarray(train["label"])
     if len(set(train_labels.tolist())) == 2:

@@ -22,11 +22,15 @@ import torch
 ITEM_FEATURE = "item_like_logodds"
 
 
+def history_like_rate(histories) -> np.ndarray:
+    """Each history's share of likes, ``(likes + 1) / (marks + 2)``: its log-odds is
+    ``log((likes + 1) / (dislikes + 1))``."""
+    return np.array([(sum(h) + 1) / (len(h) + 2) for h in histories], dtype=np.float64)
+
+
 def history_like_logodds(rows: list[dict]) -> torch.Tensor:
     """Each row's history like rate as smoothed log-odds, computed from the history marks only."""
-    likes = torch.tensor([float(sum(r["history_liked"])) for r in rows])
-    dislikes = torch.tensor([float(len(r["history_liked"])) for r in rows]) - likes
-    return torch.log((likes + 1) / (dislikes + 1))
+    return torch.from_numpy(logit(history_like_rate([r["history_liked"] for r in rows])).astype(np.float32))
 
 
 def wide_features(rows: list[dict]) -> dict[str, torch.Tensor]:
