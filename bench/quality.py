@@ -130,6 +130,10 @@ def run_variant(name: str, dataset: str, seed: int, extra: list[str], cold: bool
         raise RuntimeError(f"{name} seed {seed} failed; see {log}")
     metrics = json.loads((out / "test_results.json").read_text())
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
+    # the selection evidence: the best valid NDCG@10 and the valid curve it was chosen from
+    state = json.loads((out / "trainer_state.json").read_text())
+    metrics["best_valid_ndcg@10"] = state.get("best_metric")
+    metrics["valid_curve"] = [[h["step"], h["eval_ndcg@10"]] for h in state["log_history"] if "eval_ndcg@10" in h]
     # the largest resident set of any run so far in this process's children (Linux reports KiB)
     metrics["peak_rss_mib_children_max"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     metrics["command"] = " ".join(cmd[1:]).replace(str(ROOT) + "/", "")

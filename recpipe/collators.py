@@ -37,19 +37,33 @@ def tokenize_items(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_len
     return out
 
 
-def make_windows(train: datasets.Dataset, max_history: int) -> datasets.Dataset:
-    """Cut each training sequence, from its end, into windows of ``max_history + 1`` items overlapping by one, so
-    that every item after the first is predicted exactly once (inputs ``w[:-1]``, targets ``w[1:]``)."""
+def make_windows(train: datasets.Dataset, max_history: int, stride: int | None = None) -> datasets.Dataset:
+    """Cut each training sequence, from its end, into windows of ``max_history + 1`` items (inputs ``w[:-1]``,
+    targets ``w[1:]``) that start every ``stride`` items, so that every item after the first is a target exactly
+    once, in the window where it sees the most history.
+
+    A window trains only its last ``stride`` targets (``first_target`` marks the first), except the window at the
+    start of the sequence, which trains all of its own. ``stride = max_history`` (the default) gives non-overlapping
+    windows: cheap, but a window's first targets see only a few items. ``stride = 1`` makes every target one example
+    with its full last-``max_history`` history, as at test time (one example per prefix, as SASRec in RecBole).
+    """
     span = max_history + 1
+    stride = stride or max_history
+    if not 1 <= stride <= max_history:
+        raise ValueError(f"window stride must lie in [1, max_history={max_history}], got {stride}")
 
     def cut(batch):
-        windows = []
+        windows, firsts = [], []
         for seq in batch["item_ids"]:
             end = len(seq)
             while end >= 2:
-                windows.append(seq[max(0, end - span) : end])
-                end -= max_history
-        return {"items": windows}
+                start = max(0, end - span)
+                windows.append(seq[start:end])
+                firsts.append(0 if start == 0 else end - start - 1 - stride)
+                if start == 0:
+                    break
+                end -= stride
+        return {"items": windows, "first_target": firsts}
 
     return train.map(cut, batched=True, remove_columns=train.column_names, desc="windowing sequences")
 
@@ -134,6 +148,7 @@ class SequenceCollator:
             seq = torch.as_tensor(r["items"], dtype=torch.long)
             inputs[k, : len(seq) - 1] = seq[:-1]
             targets[k, : len(seq) - 1] = seq[1:]
+            targets[k, : r.get("first_target", 0)] = 0  # trained in another window, with more history
         batch = {"input_items": inputs, "target_items": targets}
         present = torch.unique(torch.cat([inputs.flatten(), targets.flatten()]))
         fresh = self.fresh(present[present > 0], batch)

@@ -65,6 +65,10 @@ class ModelArguments:
     user_layers: int = field(default=2, metadata={"help": "Layers of the causal user tower."})
     user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
     user_dropout: float = field(default=0.2, metadata={"help": "Dropout in the user tower and on item vectors."})
+    user_ffn_size: int | None = field(
+        default=None, metadata={"help": "Feed-forward width of the user tower's layers (default: 2 x hidden_size)."}
+    )
+    init_std: float = field(default=0.02, metadata={"help": "Std of the normal init of every tower weight."})
     max_text_length: int = field(default=32, metadata={"help": "Tokens per item text."})
     similarity: Literal["dot", "cos"] = field(
         default="dot", metadata={"help": "Score: dot product, or cosine (use with a temperature around 0.05)."}
@@ -121,6 +125,14 @@ class RecTrainingArguments(TrainingArguments):
     )
     stage: Literal["pretrain", "finetune"] = field(
         default="finetune", metadata={"help": "The stage being run (set by the pipeline)."}
+    )
+    window_stride: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training windows of max_history + 1 items start every N items; each target is trained once, in "
+            "the window where it sees the most history. 1 = one example per prefix (full history for every target, "
+            "as at test time); default max_history = non-overlapping windows."
+        },
     )
     encoder_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of encoder weights (default: learning_rate)."}

@@ -56,6 +56,33 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+@torch.no_grad()
+def init_tower_weights(module: nn.Module, std: float = 0.02) -> None:
+    """The one initialisation policy for every parameter recpipe's towers create, as Hugging Face models do in
+    ``_init_weights``: weights N(0, std), biases 0, LayerNorm 1/0, padding rows 0.
+
+    Mixed defaults are the trap this avoids: ``nn.Embedding`` starts at N(0, 1), so positions at N(0, 1) added to
+    item vectors at N(0, 0.02) drown the items (~50x louder) and halved the ID-only model's NDCG@10.
+    """
+    if isinstance(module, nn.Linear):
+        module.weight.normal_(0.0, std)
+        if module.bias is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.normal_(0.0, std)
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        module.weight.fill_(1.0)
+        module.bias.zero_()
+    elif isinstance(module, nn.MultiheadAttention):
+        # the packed q/k/v projection is a bare parameter, not an nn.Linear (out_proj is one and is handled above)
+        if module.in_proj_weight is not None:
+            module.in_proj_weight.normal_(0.0, std)
+        if module.in_proj_bias is not None:
+            module.in_proj_bias.zero_()
+
+
 class UserTower(nn.Module):
     """Causal transformer over item vectors; the state at position t summarises the history up to item t.
 
@@ -63,12 +90,18 @@ class UserTower(nn.Module):
     causal mask leaves padded rows with nothing to attend to, and NaN).
     """
 
-    def __init__(self, dim: int, max_len: int, layers: int, heads: int, dropout: float):
+    def __init__(self, dim: int, max_len: int, layers: int, heads: int, dropout: float, ffn_size: int | None = None):
         super().__init__()
         self.positions = nn.Embedding(max_len, dim)
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=2 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+            dim,
+            heads,
+            dim_feedforward=ffn_size or 2 * dim,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -100,12 +133,18 @@ class RecModel(TrainableWeightsMixin, nn.Module):
             # Pooled encoder states of every catalogue item (row 0: padding); refreshed by the trainer.
             self.register_buffer("text_cache", torch.zeros(num_items + 1, text_dim), persistent=False)
         self.id_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0) if args.use_item_ids else None
-        if self.id_embedding is not None:
-            nn.init.normal_(self.id_embedding.weight, std=0.02)
-            with torch.no_grad():
-                self.id_embedding.weight[0].zero_()
         self.item_dropout = nn.Dropout(args.user_dropout)
-        self.user_tower = UserTower(dim, max_history, args.user_layers, args.user_heads, args.user_dropout)
+        self.user_tower = UserTower(
+            dim, max_history, args.user_layers, args.user_heads, args.user_dropout, args.user_ffn_size
+        )
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Initialise every parameter the towers create by one policy (``init_tower_weights``); the pretrained
+        encoder keeps its weights."""
+        for name, child in self.named_children():
+            if name != "encoder":
+                child.apply(lambda m: init_tower_weights(m, self.args.init_std))
 
     # ---- item tower ----
     def encode_text(self, input_ids, attention_mask, labels=None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -76,7 +76,7 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
         train_ds = make_item_pairs(dd["train"], extra_items=len(extra), num_items=num_items)
         texts = list(dd["items"]["text"]) + extra
     else:
-        train_ds = make_windows(dd["train"], data_args.max_history)
+        train_ds = make_windows(dd["train"], data_args.max_history, args.window_stride)
         texts = list(dd["items"]["text"])
     total_steps = (
         args.max_steps
