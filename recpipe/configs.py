@@ -134,6 +134,13 @@ class RecTrainingArguments(TrainingArguments):
             "as at test time); default max_history = non-overlapping windows."
         },
     )
+    frozen_encoder_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Phase 1 of fine-tuning: the first N steps train the towers and ID embeddings on the cached text "
+            "vectors with no encoder weight trained (cheap steps); the adapters (and MLM) join for the rest."
+        },
+    )
     encoder_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of encoder weights (default: learning_rate)."}
     )
@@ -198,6 +205,8 @@ class RecTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
+        if self.frozen_encoder_steps < 0:
+            raise ValueError("frozen_encoder_steps must be >= 0")
         if not 0 < self.mlm_probability < 1:
             raise ValueError("mlm_probability must lie in (0, 1)")
         if min(self.rec_weight, self.mlm_weight, self.rel_weight, self.adv_weight) < 0:

@@ -44,7 +44,7 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
         # a frozen encoder's cached vectors never go stale: encode the catalogue once
         self._encoder_trains = encoder is not None and any(p.requires_grad for p in encoder.parameters())
         if encoder is not None and is_adalora(encoder):
-            self.add_callback(AdaLoraCallback(encoder))
+            self.add_callback(AdaLoraCallback(encoder, start_step=self.args.frozen_encoder_steps))
         self._perturbation = None
         if self.args.adversarial != "none" and self.args.stage == "finetune":
             if not self._encoder_trains or self.args.max_fresh_items == 0:
@@ -70,24 +70,34 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
         if not needs_cache or self.item_tokens is None:
             return
         step = self.state.global_step
+        # the encoder changes only once its phase has begun: refreshes before that would re-encode the same vectors
+        encoder_changed = self._encoder_trains and step > self.args.frozen_encoder_steps
         due = self._cache_step is None or (
-            self._encoder_trains and step - self._cache_step >= self.args.item_cache_refresh_steps
+            encoder_changed and step - self._cache_step >= self.args.item_cache_refresh_steps
         )
         if due:
             model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size, accelerator=self.accelerator)
             self._cache_step = step
 
+    def _encoder_phase(self) -> bool:
+        """Whether this step trains the encoder: not during the first ``frozen_encoder_steps`` (cheap steps on the
+        cached text vectors, which train the towers and ID embeddings before the adapters join)."""
+        return self.state.global_step >= self.args.frozen_encoder_steps
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
+        if model.training and not self._encoder_phase():
+            # no item text re-encoded with gradient: no MLM/relation parts, the cached vectors stand for every item
+            inputs = {k: v for k, v in inputs.items() if not k.startswith("fresh_")}
         self._refresh_cache_if_due(unwrapped)
         self.loss_fn.to(inputs[next(iter(inputs))].device)
-        attack = self._perturbation is not None and model.training
+        attack = self._perturbation is not None and model.training and "fresh_items" in inputs
         with self._perturbation.probe() if attack else nullcontext():
             outputs = model(**inputs)
         parts = self.loss_fn(unwrapped, outputs, inputs)
         if attack and self._perturbation.delta is not None and "rec_loss" in parts:
             parts["adv_loss"] = self.args.adv_weight * self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
-        if unwrapped.encoder is not None and is_adalora(unwrapped.encoder):
+        if unwrapped.encoder is not None and is_adalora(unwrapped.encoder) and self._encoder_phase():
             parts["orth_loss"] = adalora_orthogonal_loss(unwrapped.encoder)
         loss = self.record_loss_parts(parts, model.training)
         return (loss, outputs) if return_outputs else loss
