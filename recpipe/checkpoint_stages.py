@@ -26,7 +26,7 @@ def load_for_evaluation(checkpoint, prepared_dir=None):
     model, tokenizer, config = load_checkpoint(checkpoint)
     dd, _ = load_prepared(prepared_dir or config["data_args"]["prepared_dir"])
     texts = list(dd["items"]["text"])
-    tokens = tokenize_items(texts, tokenizer, model.config.max_text_length) if tokenizer else None
+    tokens = tokenize_items(texts, tokenizer, model.model_config.max_text_length) if tokenizer else None
     args_path = Path(checkpoint) / "training_args.json"
     train_cfg = json.loads(args_path.read_text()) if args_path.is_file() else {}
     return model, tokenizer, config, dd, tokens, train_cfg
@@ -85,7 +85,7 @@ def robustness_of_checkpoint(checkpoint, config, output_dir=None, prepared_dir=N
         dd,
         tokenizer,
         config,
-        max_text_length=model.config.max_text_length,
+        max_text_length=model.model_config.max_text_length,
         ks=train_cfg.get("eval_ks", [5, 10, 20]),
         exclude_history=train_cfg.get("exclude_history", True),
         batch_size=train_cfg.get("per_device_eval_batch_size", 256),

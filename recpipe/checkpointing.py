@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 
 class TrainableWeightsMixin:
-    """For an ``nn.Module`` with a ``config`` (a ``BackboneConfig``) and a ``config_file`` name: save and load exactly
-    its parameters that require grad, beside the config that rebuilds the model."""
+    """For an ``nn.Module`` with a ``model_config`` (a ``BackboneConfig``) and a ``config_file`` name: save and load
+    exactly its parameters that require grad, beside the config that rebuilds the model."""
 
     config_file: str
 
@@ -36,7 +36,7 @@ class TrainableWeightsMixin:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         save_file(self.trainable_state_dict(), str(output_dir / WEIGHTS_NAME), metadata={"format": "pt"})
-        config = {"model_config": self.config.to_dict(), **(extra_config or {})}
+        config = {"model_config": self.model_config.to_dict(), **(extra_config or {})}
         (output_dir / self.config_file).write_text(json.dumps(config, indent=2))
         return output_dir
 

@@ -30,7 +30,7 @@ def item_vectors(
 ):
     """The catalogue's vectors as the model scores them (normalised under cosine similarity). With an
     ``accelerator`` of several processes, the catalogue encoding is split across them."""
-    if refresh and model.config.use_text:
+    if refresh and model.model_config.use_text:
         model.refresh_text_cache(item_tokens, batch_size, progress=progress, accelerator=accelerator)
     return model.scoring_vectors(model.item_table())
 

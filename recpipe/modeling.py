@@ -103,7 +103,8 @@ class RecModel(TrainableWeightsMixin, nn.Module):
 
     def __init__(self, config: RecModelConfig, encoder: nn.Module | None = None):
         super().__init__()
-        self.config, self.num_items, self.max_history = config, config.num_items, config.max_history
+        # not `config`: transformers' Trainer reads a model's `config` as a PretrainedConfig
+        self.model_config, self.num_items, self.max_history = config, config.num_items, config.max_history
         dim = config.hidden_size
         self.encoder = encoder
         if config.use_text:
@@ -125,7 +126,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         encoder keeps its weights."""
         for name, child in self.named_children():
             if name != "encoder":
-                child.apply(lambda m: init_tower_weights(m, self.config.init_std))
+                child.apply(lambda m: init_tower_weights(m, self.model_config.init_std))
 
     @property
     def backbone(self) -> nn.Module | None:
@@ -137,7 +138,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         """Pooled text states, and the MLM loss over ``labels != -100`` when labels are given."""
         backbone, head = mlm_parts(self.encoder)
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = pool(hidden, attention_mask, self.config.pooling)
+        pooled = pool(hidden, attention_mask, self.model_config.pooling)
         mlm_loss = None if labels is None else masked_lm_loss(self.encoder, head, hidden, labels)
         return pooled, mlm_loss
 
@@ -149,7 +150,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         width = int(mask.sum(1).max())
         device = self.text_cache.device
         ids = tokenized["input_ids"][rows, :width].to(device)
-        use_bf16 = autocast and self.config.inference_dtype == "bfloat16"
+        use_bf16 = autocast and self.model_config.inference_dtype == "bfloat16"
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             pooled, _ = self.encode_text(ids, mask[:, :width].to(device))
         return pooled
@@ -163,7 +164,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         """Vectors of every catalogue item (row 0 is padding), with the fresh items' rows carrying gradient.
         ``text`` replaces the cached pooled text states (e.g. a copy that requires grad, for an attack)."""
         parts = []
-        if self.config.use_text:
+        if self.model_config.use_text:
             text = self.text_cache if text is None else text
             if fresh_items is not None and fresh_items.numel():
                 text = text.index_put((fresh_items,), fresh_pooled.to(text.dtype))
@@ -182,7 +183,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         are the same as in one process (same items, same padding), so every process ends with the same cache as a
         one-process run would.
         """
-        if not self.config.use_text:
+        if not self.model_config.use_text:
             return
         was_training = self.training
         self.eval()
@@ -218,7 +219,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
 
     def scoring_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         """User or item vectors made ready to score by inner product: normalised under cosine similarity."""
-        return F.normalize(vectors, dim=-1) if self.config.similarity == "cos" else vectors
+        return F.normalize(vectors, dim=-1) if self.model_config.similarity == "cos" else vectors
 
     def scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Similarity of user states ``[..., d]`` with item vectors ``[N, d]`` (before the temperature)."""
@@ -233,7 +234,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         """Representations for the losses: fresh pooled vectors, MLM loss, item table and user states."""
         out: dict[str, torch.Tensor | None] = {"mlm_loss": None, "fresh_pooled": None}
         fresh = batch.get("fresh_items")
-        if self.config.use_text and fresh is not None and fresh.numel():
+        if self.model_config.use_text and fresh is not None and fresh.numel():
             out["fresh_pooled"], out["mlm_loss"] = self.encode_text(
                 batch["fresh_input_ids"], batch["fresh_attention_mask"], batch.get("fresh_labels")
             )

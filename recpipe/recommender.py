@@ -33,7 +33,9 @@ class Recommender:
         self._title_index = {t.lower(): k for k, t in enumerate(self.titles) if k and t}
         self.users = users
         self.tokens = (
-            tokenize_items(self.texts[1:], tokenizer, model.config.max_text_length) if model.config.use_text else None
+            tokenize_items(self.texts[1:], tokenizer, model.model_config.max_text_length)
+            if model.model_config.use_text
+            else None
         )
         self.table = item_vectors(model, self.tokens)  # row k = item index k
         self.index = ItemIndex(self.table.shape[1], kind=index_kind)
@@ -118,14 +120,14 @@ class Recommender:
     @torch.no_grad()
     def add_items(self, ids: list[str], texts: list[str], titles: list[str] | None = None) -> None:
         """Add new items by their text alone (no retraining): encoded by the item tower, added to the index."""
-        if not self.model.config.use_text:
+        if not self.model.model_config.use_text:
             raise InvalidInputError("this model has no text tower (use_text: false): new items cannot be encoded")
         clash = [i for i in ids if i in self._index_of]
         if clash:
             raise InvalidInputError(f"items already in the catalogue: {clash[:10]}")
         if len(ids) != len(texts):
             raise InvalidInputError("ids and texts must have the same length")
-        tokens = tokenize_items(list(texts), self.tokenizer, self.model.config.max_text_length)
+        tokens = tokenize_items(list(texts), self.tokenizer, self.model.model_config.max_text_length)
         pooled = self.model.text_cache.new_empty(len(ids), self.model.text_cache.shape[1])
         for rows in length_sorted_batches(tokens["attention_mask"], batch_size=256):
             pooled[rows] = self.model.encode_items(tokens, rows).to(pooled.dtype)

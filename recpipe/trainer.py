@@ -54,7 +54,7 @@ class RecTrainer(BaseTrainer):
         return lambda name: encoder_lr if name.startswith("encoder.") else None
 
     def _refresh_cache_if_due(self, model) -> None:
-        needs_cache = model.config.use_text and self.args.stage == "finetune"
+        needs_cache = model.model_config.use_text and self.args.stage == "finetune"
         if not needs_cache or self.item_tokens is None:
             return
         step = self.state.global_step
@@ -121,7 +121,7 @@ class RecTrainer(BaseTrainer):
     def save_extra_state(self, output_dir: str) -> None:
         # a resumed run must score with the same stale vectors as the uninterrupted one
         model = self.accelerator.unwrap_model(self.model)
-        if model.config.use_text and self._cache_step is not None:
+        if model.model_config.use_text and self._cache_step is not None:
             save_file(
                 {"text_cache": model.text_cache.contiguous()},
                 os.path.join(output_dir, CACHE_NAME),
@@ -130,7 +130,7 @@ class RecTrainer(BaseTrainer):
 
     def load_extra_state(self, checkpoint_dir: str, model) -> None:
         cache = os.path.join(checkpoint_dir, CACHE_NAME)
-        if model.config.use_text and os.path.isfile(cache):
+        if model.model_config.use_text and os.path.isfile(cache):
             with safe_open(cache, "pt") as f:
                 model.text_cache.copy_(f.get_tensor("text_cache"))
                 self._cache_step = int(f.metadata()["step"])

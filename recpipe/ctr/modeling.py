@@ -59,7 +59,7 @@ class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
 
     def __init__(self, config: CTRModelConfig, encoder: nn.Module):
         super().__init__()
-        self.config = config
+        self.model_config = config  # not `config`, which transformers' Trainer reads as a PretrainedConfig
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(config.head_dropout)
@@ -74,7 +74,7 @@ class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
         backbone, mlm_head = mlm_parts(self.encoder)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        pooled = pool(hidden, attention_mask, self.config.pooling)
+        pooled = pool(hidden, attention_mask, self.model_config.pooling)
         logits = self.head(self.dropout(pooled)).squeeze(-1).float()
         if self.wide is not None:
             logits = self.wide(logits, features)
@@ -103,7 +103,7 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
 
     def __init__(self, config: CTRModelConfig, lm: nn.Module, yes_id: int, no_id: int):
         super().__init__()
-        self.config = config
+        self.model_config = config  # not `config`, which transformers' Trainer reads as a PretrainedConfig
         self.lm = lm
         self.yes_id, self.no_id = yes_id, no_id
         self.wide = WideTerm(config.wide_features) if config.wide_features else None

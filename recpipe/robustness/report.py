@@ -109,7 +109,7 @@ def robustness_report(
     """Rows of (perturbation, severity, metric, clean, perturbed, drop_pct) for a prepared DatasetDict."""
     split = dataset[config.split]
     texts = list(dataset["items"]["text"])
-    use_text = model.config.use_text and tokenizer is not None
+    use_text = model.model_config.use_text and tokenizer is not None
     tokens = tokenize_items(texts, tokenizer, max_text_length) if use_text else None
     prefix = f"{config.split}_"
     wanted = [f"{prefix}{m}" for m in config.metrics]
