@@ -250,6 +250,18 @@ def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, t
     trainer.model = model
     again = trainer.evaluate()
     assert again["eval_auc"] == after["eval_auc"] and again["eval_log_loss"] == pytest.approx(after["eval_log_loss"])
+    # a checkpoint written before the model config stored the command-line arguments, the retrieval flags included
+    import dataclasses
+    import json
+
+    saved = json.loads((tmp_path / "ckpt" / "ctr_config.json").read_text())
+    legacy = {k: v for k, v in saved.items() if k != "model_config"}
+    legacy["model_args"] = {**dataclasses.asdict(margs), "use_text": True, "hidden_size": 128, "init_from": None}
+    (tmp_path / "ckpt" / "ctr_config.json").write_text(json.dumps(legacy))
+    old, _, _ = load_ctr_checkpoint(tmp_path / "ckpt")
+    assert old.model_config == model.model_config
+    trainer.model = old
+    assert trainer.evaluate()["eval_auc"] == after["eval_auc"]
 
 
 def test_history_like_rate_is_smoothed_log_odds_of_the_marks_only(tiny_model_dir):
