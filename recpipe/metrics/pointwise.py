@@ -1,6 +1,6 @@
 """Pointwise metrics (CTR / preference): AUC, GAUC, log loss, precision/recall/F1/accuracy of binary labels against
-predicted probabilities. AUC, log loss and the classification report are scikit-learn's; GAUC (per-user AUC, which
-scikit-learn lacks) is computed here in one vectorised pass."""
+predicted probabilities. AUC and log loss are scikit-learn's; GAUC (per-user AUC, which scikit-learn lacks) is
+computed here in one vectorised pass."""
 
 from __future__ import annotations
 
@@ -133,12 +133,14 @@ def classification_report(labels, probs, threshold: float = 0.5) -> dict[str, fl
         `dict[str, float]` with `precision`, `recall`, `f1`, `accuracy`.
     """
     labels, probs = _labels_and_probs(labels, probs, check_range=True)
-    predicted = (probs >= threshold).astype(np.int64)
-    precision, recall, f1, _ = skm.precision_recall_fscore_support(
-        labels, predicted, average="binary", labels=[0, 1], zero_division=0.0
-    )
-    accuracy = skm.accuracy_score(labels, predicted)
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "accuracy": float(accuracy)}
+    predicted = probs >= threshold
+    positive = labels == 1
+    tp = int((predicted & positive).sum())
+    precision = tp / int(predicted.sum()) if predicted.any() else 0.0
+    recall = tp / int(positive.sum()) if positive.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy = float((predicted == positive).mean())
+    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy}
 
 
 def pointwise_metrics(
