@@ -28,6 +28,8 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "constant-lr": {"lr_scheduler_type": "constant", "warmup_steps": "0"},
     "wd0": {"weight_decay": "0"},
     "ffn4x": {"user_ffn_size": "512"},
+    "steps5000": {"max_steps": "5000"},
+    "steps5000-dropout0.5": {"max_steps": "5000", "user_dropout": "0.5"},
     "stride10": {"window_stride": "10"},
     "stride10-b256": {"window_stride": "10", "per_device_train_batch_size": "256"},
     "prefix-b256": {"window_stride": "1", "per_device_train_batch_size": "256"},

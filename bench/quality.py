@@ -43,6 +43,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "text+id-lora-mlm0": {"mlm_weight": "0"},
     "text+id-lora-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1"},
     "text+id-lora-fgm": {"adversarial": "fgm", "adv_epsilon": "0.2"},
+    # two phases in one run: 2,000 cheap steps on the cached text vectors (towers + IDs), then 400 with LoRA + MLM
+    "text+id-lora-2phase": {"frozen_encoder_steps": "2000", "max_steps": "2400"},
     "text+id-adalora": {"peft_type": "adalora"},
     "text+id-full": {"peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"},
@@ -71,6 +73,9 @@ VARIANTS: dict[str, dict[str, str]] = {
         "max_steps": "2000",
     },
 }
+# MovieLens-1M with the history length the published strong runs use (200), to choose on valid against 50
+VARIANTS["sasrec-id-h200"] = {**VARIANTS["sasrec-id"], "max_history": "200"}
+VARIANTS["text+id-frozen-h200"] = {**VARIANTS["text+id-frozen"], "max_history": "200"}
 BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
 
@@ -118,6 +123,8 @@ def run_variant(name: str, dataset: str, seed: int, extra: list[str], cold: bool
     flags.update({"disable_tqdm": "true", "save_total_limit": "1"})
     if cold:
         flags.update(COLD_FLAGS, prepared_dir=str(ROOT / "data" / "prepared" / f"{dataset}-cold"))
+    elif "max_history" in flags:  # histories of another length: prepared apart, not over the default's folder
+        flags["prepared_dir"] = str(ROOT / "data" / "prepared" / f"{dataset}-h{flags['max_history']}")
     for key, value in flags.items():
         cmd += [f"--{key}", *value.split()]
     cmd += extra

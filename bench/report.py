@@ -25,6 +25,17 @@ def _fmt(values: list[float]) -> str:
 
 ORDER = ("popularity", "item-knn", "sasrec-id")
 
+# A peer measured on this machine on the same split under the same protocol (shared/NOTES.md: RecBole 1.2.1, full
+# ranking, known items masked, ties pessimistic): test NDCG@10, Recall@10, MRR@10. Measured once, not by this repo.
+PEERS = {
+    "movielens-100k": {
+        "RecBole SASRec (peer)": (0.1081, 0.2047, 0.0790),
+        "RecBole BERT4Rec (peer)": (0.1005, 0.1962, 0.0717),
+        "RecBole BPR (peer)": (0.0594, 0.1177, 0.0420),
+    }
+}
+PEER_REFERENCE = "RecBole SASRec (peer)"
+
 
 def _variant_dirs(folder: Path) -> list[Path]:
     dirs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
@@ -32,26 +43,51 @@ def _variant_dirs(folder: Path) -> list[Path]:
 
 
 def quality_table(dataset: str) -> tuple[str, dict[str, float]]:
+    """Mean ± std over seeds per variant, beside the peer rows; the ratio column compares with the peer's SASRec
+    where one was measured on this dataset, else with recpipe's own ``sasrec-id``."""
     runs_by_variant = {
         v.name: [json.loads(p.read_text()) for p in sorted(v.glob("seed*.json"))]
         for v in _variant_dirs(RESULTS / "quality" / dataset)
     }
     means = {name: statistics.mean(r["test_ndcg@10"] for r in runs) for name, runs in runs_by_variant.items() if runs}
-    reference = means.get("sasrec-id")
+    peers = PEERS.get(dataset, {})
+    reference_name = PEER_REFERENCE if peers else "sasrec-id"
+    reference = peers[PEER_REFERENCE][0] if peers else means.get("sasrec-id")
     rows = []
+    for name, values in peers.items():
+        rows.append(f"| {name} | – | " + " | ".join(f"{v:.4f}" for v in values) + " | – | – | – |")
+
     for name, runs in runs_by_variant.items():
         if not runs:
             continue
         cells = [_fmt([r[m] for r in runs if m in r]) for m in METRICS]
-        versus = f"{100 * (means[name] / reference - 1):+.0f}%" if reference else "–"
+        versus = f"{means[name] / reference:.2f}x" if reference else "–"
+        valid = _fmt([r["best_valid_ndcg@10"] for r in runs if r.get("best_valid_ndcg@10") is not None])
         walls = [r["wall_s"] for r in runs if "wall_s" in r]
         wall = f"{statistics.mean(walls):.0f}" if walls else "–"
-        rows.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {versus} | {wall} |")
+        rows.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | {valid} | {versus} | {wall} |")
     header = (
-        "| variant | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@10 vs sasrec-id | wall s / run |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |"
+        f"| variant | seeds | NDCG@10 | Recall@10 | MRR@10 | best valid NDCG@10 | NDCG@10 vs {reference_name} "
+        "| wall s / run |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     return header + "\n" + "\n".join(rows), means
+
+
+def backbone_table(dataset: str = "movielens-100k") -> str | None:
+    """The backbone ablations (``bench/backbone.py``): each one setting moved from recpipe's towards the peer's."""
+    rows = []
+    for variant in _variant_dirs(RESULTS / "backbone" / dataset):
+        runs = [json.loads(p.read_text()) for p in sorted(variant.glob("seed*.json"))]
+        if not runs:
+            continue
+        test = _fmt([r["test_ndcg@10"] for r in runs])
+        valid = _fmt([r["best_valid_ndcg@10"] for r in runs])
+        wall = statistics.mean(r["wall_s"] for r in runs)
+        rows.append(f"| {variant.name} | {len(runs)} | {valid} | {test} | {wall:.0f} |")
+    if not rows:
+        return None
+    header = "| ablation | seeds | best valid NDCG@10 | test NDCG@10 | wall s / run |\n| --- | --- | --- | --- | --- |"
+    return header + "\n" + "\n".join(rows)
 
 
 def cold_table(dataset: str) -> str | None:
@@ -256,6 +292,9 @@ def main() -> None:
         if figure:
             ctr += f"\n\n![CTR AUC]({figure.relative_to(ROOT)})"
         text = replace_block(text, "ctr", ctr)
+    backbone = backbone_table()
+    if backbone and "<!-- AUTO:backbone:start -->" in text:
+        text = replace_block(text, "backbone", backbone)
     robust = robustness_table()
     if robust:
         text = replace_block(text, "robustness", robust)

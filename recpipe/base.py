@@ -143,7 +143,15 @@ class BaseTrainer(Trainer):
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
         backbone = self.model.backbone
         if is_adalora(backbone):
-            self.add_callback(AdaLoraCallback(backbone))
+            self.add_callback(AdaLoraCallback(backbone, start_step=self.encoder_start_step()))
+
+    def encoder_start_step(self) -> int:
+        """The optimizer step from which the backbone trains (0: from the start)."""
+        return 0
+
+    def encoder_phase(self) -> bool:
+        """Whether this step trains the backbone (``global_step >= encoder_start_step()``)."""
+        return self.state.global_step >= self.encoder_start_step()
 
     # ---- optimizer ----
     def learning_rates(self, model) -> Callable[[str], float | None] | None:
@@ -162,7 +170,7 @@ class BaseTrainer(Trainer):
         """Add AdaLoRA's orthogonality regulariser (``PeftModel.forward`` adds it to ``outputs.loss``, which our
         losses never pass through), remember every part for the next training log, and return their sum."""
         backbone = self.accelerator.unwrap_model(model).backbone
-        if is_adalora(backbone):
+        if is_adalora(backbone) and self.encoder_phase():  # before its phase the backbone gets no gradient
             parts["orth_loss"] = adalora_orthogonal_loss(backbone)
         if model.training:
             for name, value in parts.items():

@@ -120,6 +120,13 @@ class RecTrainingArguments(BaseTrainingArguments):
             "as at test time); default max_history = non-overlapping windows."
         },
     )
+    frozen_encoder_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Phase 1 of fine-tuning: the first N steps train the towers and ID embeddings on the cached text "
+            "vectors with no encoder weight trained (cheap steps); the adapters (and MLM) join for the rest."
+        },
+    )
     encoder_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of encoder weights (default: learning_rate)."}
     )
@@ -180,6 +187,8 @@ class RecTrainingArguments(BaseTrainingArguments):
         super().__post_init__()
         if self.temperature <= 0:
             raise InvalidInputError("temperature must be > 0")
+        if self.frozen_encoder_steps < 0:
+            raise InvalidInputError("frozen_encoder_steps must be >= 0")
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise InvalidInputError(f"unknown stages {unknown}: choose from {list(STAGES)}")

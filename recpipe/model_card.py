@@ -6,6 +6,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+# Figures measured on the same split under the same protocol (the repository's BENCHMARKS.md), for context.
+REFERENCE_FIGURES = {
+    "movielens-100k": "For comparison on the same split and protocol (BENCHMARKS.md): a standard SASRec "
+    "(RecBole 1.2.1) scores test NDCG@10 0.1081, BERT4Rec 0.1005, BPR 0.0594, popularity 0.0432.",
+}
+
 
 def write_model_card(output_dir, data_args, model_args, training_args, stats: dict, metrics: dict | None) -> Path:
     path = Path(output_dir) / "README.md"
@@ -38,6 +44,7 @@ Sequential recommender trained with recpipe on **{data_args.dataset}**: item tow
 
 ## Test metrics
 Full ranking over the whole catalogue, ties pessimistic, known items excluded: {training_args.exclude_history}.
+{REFERENCE_FIGURES.get(data_args.dataset, "")}
 
 | metric | value |
 | --- | --- |

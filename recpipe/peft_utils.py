@@ -101,11 +101,13 @@ def adalora_orthogonal_loss(model: PeftModel) -> torch.Tensor:
 class AdaLoraCallback(TrainerCallback):
     """Runs AdaLoRA's rank allocation after every optimizer step (the Trainer never calls it)."""
 
-    def __init__(self, peft_model: PeftModel):
-        self.peft_model = peft_model
+    def __init__(self, peft_model: PeftModel, start_step: int = 0):
+        self.peft_model, self.start_step = peft_model, start_step
 
     def on_optimizer_step(self, args, state, control, **kwargs):
-        self.peft_model.base_model.update_and_allocate(state.global_step)
+        # before ``start_step`` the adapters get no gradient (frozen-encoder phase): there is nothing to score
+        if state.global_step >= self.start_step:
+            self.peft_model.base_model.update_and_allocate(state.global_step)
 
 
 def adalora_rank_budget(model: PeftModel) -> int:

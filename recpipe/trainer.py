@@ -58,18 +58,28 @@ class RecTrainer(BaseTrainer):
         if not needs_cache or self.item_tokens is None:
             return
         step = self.state.global_step
+        # the encoder changes only once its phase has begun: refreshes before that would re-encode the same vectors
+        encoder_changed = self._encoder_trains and step > self.args.frozen_encoder_steps
         due = self._cache_step is None or (
-            self._encoder_trains and step - self._cache_step >= self.args.item_cache_refresh_steps
+            encoder_changed and step - self._cache_step >= self.args.item_cache_refresh_steps
         )
         if due:
             model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size, accelerator=self.accelerator)
             self._cache_step = step
 
+    def encoder_start_step(self) -> int:
+        """The first ``frozen_encoder_steps`` train the towers and ID embeddings on the cached text vectors (cheap
+        steps) before the adapters join."""
+        return self.args.frozen_encoder_steps
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
+        if model.training and not self.encoder_phase():
+            # no item text re-encoded with gradient: no MLM/relation parts, the cached vectors stand for every item
+            inputs = {k: v for k, v in inputs.items() if not k.startswith("fresh_")}
         self._refresh_cache_if_due(unwrapped)
         self.loss_fn.to(inputs[next(iter(inputs))].device)
-        attack = self._perturbation is not None and model.training
+        attack = self._perturbation is not None and model.training and "fresh_items" in inputs
         with self._perturbation.probe() if attack else nullcontext():
             outputs = model(**inputs)
         parts = self.loss_fn(unwrapped, outputs, inputs)

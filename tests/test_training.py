@@ -212,3 +212,27 @@ def test_items_never_in_training_are_no_negatives():
     loss.backward()
     assert table.grad[4:].abs().sum() == 0 and table.grad[0].abs().sum() == 0
     assert table.grad[1:4].abs().sum() > 0
+
+
+@pytest.mark.parametrize("peft_type", ["lora", "adalora"])
+def test_frozen_encoder_phase_trains_towers_first_then_adapters(tiny_model_dir, tmp_path, peft_type):
+    """``frozen_encoder_steps``: the first steps leave every adapter weight bit-identical and log no MLM/relation
+    part; the adapters train after, with the combined loss."""
+    margs = model_args(tiny_model_dir, peft_type=peft_type, use_item_ids=True)
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, max_steps=3, frozen_encoder_steps=3)
+    named = dict(trainer.model.named_parameters())
+    adapters = {n: p.detach().clone() for n, p in named.items() if "lora_" in n}
+    towers = {n: p.detach().clone() for n, p in named.items() if n.startswith(("id_embedding", "user_tower"))}
+    trainer.train()
+    assert all(torch.equal(adapters[n], named[n]) for n in adapters), "an adapter trained in the frozen phase"
+    assert any(not torch.equal(towers[n], named[n]) for n in towers), "the towers did not train"
+    logs = [h for h in trainer.state.log_history if "rec_loss" in h]
+    assert logs and not any("mlm_loss" in h or "rel_loss" in h for h in logs)
+
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, max_steps=6, frozen_encoder_steps=3)
+    named = dict(trainer.model.named_parameters())
+    adapters = {n: p.detach().clone() for n, p in named.items() if "lora_" in n}
+    trainer.train()
+    assert any(not torch.equal(adapters[n], named[n]) for n in adapters), "no adapter trained after the phase"
+    later = [h for h in trainer.state.log_history if "rec_loss" in h and h["step"] > 3]
+    assert later and all(h["mlm_loss"] > 0 for h in later)
