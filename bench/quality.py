@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "quality"
 BASE_RECIPE = ROOT / "recipes" / "movielens" / "config_lora.yaml"
 
+# The recipe (= make train) trains in two phases; the single-phase variants switch that off.
+ONE_PHASE = {"frozen_encoder_steps": "0"}
+# LoRA from the first step, 600 steps: the make-train recipe before the two-phase schedule
+LORA_600 = {**ONE_PHASE, "max_steps": "600"}
 ID_ONLY = {
+    **ONE_PHASE,
     "use_text": "false",
     "use_item_ids": "true",
     "peft_type": "none",
@@ -34,30 +39,39 @@ ID_ONLY = {
 # Every variant is the recipe plus these overrides (flags of recipes/movielens.py).
 VARIANTS: dict[str, dict[str, str]] = {
     "sasrec-id": {**ID_ONLY},
-    # the same SASRec trained 4x longer: the 3000-step run is still improving on ML-1M
-    "sasrec-id-long": {**ID_ONLY, "max_steps": "12000", "eval_steps": "1000", "save_steps": "1000"},
-    "text-lora": {"use_item_ids": "false"},
-    "text-lora-mlm0": {"use_item_ids": "false", "mlm_weight": "0"},
-    "text-lora-pretrain": {"use_item_ids": "false", "stages": "pretrain finetune", "rel_weight": "0.1"},
-    "text+id-lora": {},
-    "text+id-lora-mlm0": {"mlm_weight": "0"},
-    "text+id-lora-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1"},
-    "text+id-lora-fgm": {"adversarial": "fgm", "adv_epsilon": "0.2"},
-    # two phases in one run: 2,000 cheap steps on the cached text vectors (towers + IDs), then 400 with LoRA + MLM
-    "text+id-lora-2phase": {"frozen_encoder_steps": "2000", "max_steps": "2400"},
-    "text+id-adalora": {"peft_type": "adalora"},
-    "text+id-full": {"peft_type": "none", "encoder_learning_rate": "3e-5"},
-    "text+id-frozen": {"freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"},
+    # ML-1M: the same SASRec for 4,000 steps, matched with text+id-frozen-long
+    "sasrec-id-long": {**ID_ONLY, "max_steps": "4000", "eval_steps": "500", "save_steps": "500"},
+    "text-lora": {**LORA_600, "use_item_ids": "false"},
+    "text-lora-mlm0": {**LORA_600, "use_item_ids": "false", "mlm_weight": "0"},
+    "text-lora-pretrain": {**LORA_600, "use_item_ids": "false", "stages": "pretrain finetune", "rel_weight": "0.1"},
+    "text+id-lora": {**LORA_600},
+    "text+id-lora-mlm0": {**LORA_600, "mlm_weight": "0"},
+    "text+id-lora-pretrain": {**LORA_600, "stages": "pretrain finetune", "rel_weight": "0.1"},
+    "text+id-lora-fgm": {**LORA_600, "adversarial": "fgm", "adv_epsilon": "0.2"},
+    # the recipe itself (make train): 2,000 cheap steps on the cached text vectors (towers + IDs), then 400 with
+    # LoRA + MLM
+    "text+id-lora-2phase": {},
+    "text+id-adalora": {**LORA_600, "peft_type": "adalora"},
+    "text+id-full": {**LORA_600, "peft_type": "none", "encoder_learning_rate": "3e-5"},
+    "text+id-frozen": {
+        **ONE_PHASE,
+        "freeze_encoder": "true",
+        "mlm_weight": "0",
+        "max_fresh_items": "0",
+        "max_steps": "2000",
+    },
     "text+id-frozen-long": {
+        **ONE_PHASE,
         "freeze_encoder": "true",
         "mlm_weight": "0",
         "max_fresh_items": "0",
         "max_steps": "4000",
-        "eval_steps": "1000",
-        "save_steps": "1000",
+        "eval_steps": "500",
+        "save_steps": "500",
     },
     # the same 12000 steps as sasrec-id-long: the matched comparison on ML-1M
     "text+id-frozen-xlong": {
+        **ONE_PHASE,
         "freeze_encoder": "true",
         "mlm_weight": "0",
         "max_fresh_items": "0",
@@ -66,6 +80,7 @@ VARIANTS: dict[str, dict[str, str]] = {
         "save_steps": "1000",
     },
     "text-frozen": {
+        **ONE_PHASE,
         "use_item_ids": "false",
         "freeze_encoder": "true",
         "mlm_weight": "0",
@@ -74,8 +89,12 @@ VARIANTS: dict[str, dict[str, str]] = {
     },
 }
 # MovieLens-1M with the history length the published strong runs use (200), to choose on valid against 50
-VARIANTS["sasrec-id-h200"] = {**VARIANTS["sasrec-id"], "max_history": "200"}
-VARIANTS["text+id-frozen-h200"] = {**VARIANTS["text+id-frozen"], "max_history": "200"}
+VARIANTS["text+id-frozen-h200"] = {
+    **VARIANTS["text+id-frozen"],
+    "max_history": "200",
+    "eval_steps": "500",
+    "save_steps": "500",
+}
 BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
 
