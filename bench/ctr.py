@@ -48,9 +48,9 @@ VARIANTS = {
 
 
 def run_baselines(shots: str, seed: int, max_test: int) -> dict:
-    from recpipe.configs import CTRDataArguments
-    from recpipe.ctr_baselines import ctr_baselines
-    from recpipe.ctr_pipeline import ctr_data, fixed_subset
+    from recpipe.ctr.baselines import ctr_baselines
+    from recpipe.ctr.config import CTRDataArguments
+    from recpipe.ctr.pipeline import ctr_data, fixed_subset
 
     data_args = CTRDataArguments(train_shots=None if shots == "all" else int(shots), shot_seed=seed)
     dd, _ = ctr_data(data_args)

@@ -21,8 +21,9 @@ import datasets
 import torch
 from transformers import DataCollatorForLanguageModeling
 
+from recpipe.backbone import resolve_model_path
 from recpipe.collators import FreshItemEncoder, SequenceCollator, make_windows, tokenize_items
-from recpipe.configs import ModelArguments, RecTrainingArguments, resolve_model_path
+from recpipe.configs import ModelArguments, RecModelConfig, RecTrainingArguments
 from recpipe.losses import CombinedLoss
 from recpipe.modeling import build_model
 
@@ -98,7 +99,7 @@ def training_utilization(dd, texts, windows, bf16_peak: float) -> dict[str, dict
     out = {}
     for name, margs in configs.items():
         torch.manual_seed(1)
-        model, tokenizer = build_model(margs, len(texts), 50)
+        model, tokenizer = build_model(RecModelConfig.from_arguments(margs, num_items=len(texts), max_history=50))
         model.to(DEVICE)
         tokens = tokenize_items(texts, tokenizer, margs.max_text_length)
         model.refresh_text_cache(tokens)
@@ -128,7 +129,7 @@ def main() -> None:
     print("matmul peak", peak, flush=True)
 
     margs = ModelArguments(use_item_ids=True)
-    model, tokenizer = build_model(margs, len(texts), 50)
+    model, tokenizer = build_model(RecModelConfig.from_arguments(margs, num_items=len(texts), max_history=50))
     model.to(DEVICE)
     tokens = tokenize_items(texts, tokenizer, margs.max_text_length)
     model.refresh_text_cache(tokens)
@@ -187,7 +188,11 @@ def main() -> None:
     st_bf16.max_seq_length = margs.max_text_length
     model.eval()
     # the same encoder without adapters: recpipe's pipeline overhead alone, against sentence-transformers
-    plain, _ = build_model(ModelArguments(use_item_ids=True, peft_type="none"), len(texts), 50)
+    plain, _ = build_model(
+        RecModelConfig.from_arguments(
+            ModelArguments(use_item_ids=True, peft_type="none"), num_items=len(texts), max_history=50
+        )
+    )
     plain.to(DEVICE)
     plain.eval()
     runs = {"recpipe_bf16": [], "recpipe_fp32": [], "recpipe_plain_bf16": [], "st_fp32": [], "st_bf16": []}
@@ -197,7 +202,7 @@ def main() -> None:
             start = time.perf_counter()
             if name.startswith("recpipe"):
                 target = plain if "plain" in name else model
-                target.args.inference_dtype = "bfloat16" if name.endswith("bf16") else "float32"
+                target.model_config.inference_dtype = "bfloat16" if name.endswith("bf16") else "float32"
                 target.refresh_text_cache(tokens, 256)
             else:
                 (st if name == "st_fp32" else st_bf16).encode(texts, batch_size=256)

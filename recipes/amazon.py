@@ -3,9 +3,9 @@
 Put the category's files in ``data/raw/amazon2023/`` (``<Category>.jsonl.gz`` and ``meta_<Category>.jsonl.gz``),
 then:
 
-    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/amazon.py \
+    accelerate launch --config_file recpipe/accelerate_configs/cpu.yaml recipes/amazon.py \
         --config recipes/amazon/config_lora.yaml --category All_Beauty
-    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml recipes/amazon.py \
+    accelerate launch --config_file recpipe/accelerate_configs/ddp.yaml recipes/amazon.py \
         --config recipes/amazon/config_lora.yaml --category Video_Games
     python recipes/amazon.py --config recipes/amazon/config_lora.yaml --dataset amazon2018 \
         --data_dir data/raw/amazon2018 --category Video_Games --template amazon2018

@@ -1,7 +1,7 @@
 """Pointwise preference ("will this user like this item?") on MovieLens or Amazon Reviews under the TALLRec
 protocol, with an encoder cross-encoder or a causal LM with a yes/no verbalizer.
 
-    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/ctr.py \
+    accelerate launch --config_file recpipe/accelerate_configs/cpu.yaml recipes/ctr.py \
         --config recipes/ctr/config_encoder.yaml
     python recipes/ctr.py --config recipes/ctr/config_encoder_amazon.yaml --category All_Beauty
     python recipes/ctr.py --config recipes/ctr/config_encoder.yaml --train_shots 64 --shot_seed 1
@@ -10,8 +10,8 @@ protocol, with an encoder cross-encoder or a causal LM with a yes/no verbalizer.
 
 import logging
 
-from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
-from recpipe.ctr_pipeline import run_ctr
+from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+from recpipe.ctr.pipeline import run_ctr
 from recpipe.launch_config import end_process_group
 from recpipe.parser import RecipeParser
 

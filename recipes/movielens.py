@@ -1,7 +1,7 @@
 """Train and evaluate a recpipe recommender on MovieLens (the embedded default data).
 
     make train
-    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/movielens.py \
+    accelerate launch --config_file recpipe/accelerate_configs/cpu.yaml recipes/movielens.py \
         --config recipes/movielens/config_lora.yaml
     python recipes/movielens.py --config recipes/movielens/config_lora.yaml --max_steps 50 --mlm_weight 0
 """

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recpipe.evaluation import item_popularity
 from recpipe.metrics import full_ranking_metrics
 
 
@@ -24,9 +25,7 @@ def _profiles(split, num_items: int) -> sp.csr_matrix:
 
 
 def popularity_metrics(train, split, num_items: int, ks=(5, 10, 20), exclude_history=True, prefix="test_") -> dict:
-    counts = torch.zeros(num_items + 1)
-    for seq in train["item_ids"]:
-        counts += torch.bincount(torch.as_tensor(seq, dtype=torch.long), minlength=num_items + 1).float()
+    counts = item_popularity(train, num_items).float()
     users = torch.ones(len(split), 1)
     items = counts.unsqueeze(1)
     exclude = list(split["known_items"]) if exclude_history else None

@@ -14,22 +14,30 @@ from safetensors.torch import load_file, save_file
 from transformers.trainer import TRAINER_STATE_NAME  # the Trainer writes it last: it marks a finished checkpoint
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from recpipe.errors import MissingInputError
+
 WEIGHTS_NAME = "recpipe_weights.safetensors"
 
 logger = logging.getLogger(__name__)
 
 
 class TrainableWeightsMixin:
-    """For an ``nn.Module``: save and load exactly its parameters that require grad."""
+    """For an ``nn.Module`` with a ``model_config`` (a ``BackboneConfig``) and a ``config_file`` name: save and load
+    exactly its parameters that require grad, beside the config that rebuilds the model."""
+
+    config_file: str
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().contiguous() for n, p in self.named_parameters() if p.requires_grad}
 
-    def save_trainable(self, output_dir: str | os.PathLike, config_name: str, config: dict) -> Path:
+    def save_pretrained(self, output_dir: str | os.PathLike, extra_config: dict | None = None) -> Path:
+        """Save what training changed (adapters, heads, towers; the whole encoder under full fine-tuning) and the
+        model config (``model_config``), plus ``extra_config`` (data arguments, stats, ...) in the same JSON."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         save_file(self.trainable_state_dict(), str(output_dir / WEIGHTS_NAME), metadata={"format": "pt"})
-        (output_dir / config_name).write_text(json.dumps(config, indent=2))
+        config = {"model_config": self.model_config.to_dict(), **(extra_config or {})}
+        (output_dir / self.config_file).write_text(json.dumps(config, indent=2))
         return output_dir
 
     def load_trainable_weights(self, checkpoint_dir: str | os.PathLike) -> None:
@@ -44,6 +52,14 @@ class TrainableWeightsMixin:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+
+def read_checkpoint_config(checkpoint_dir: str | os.PathLike, config_file: str, what: str) -> dict:
+    """The JSON a recpipe checkpoint keeps beside its weights; a folder without it is not a ``what`` checkpoint."""
+    path = Path(checkpoint_dir) / config_file
+    if not path.is_file():
+        raise MissingInputError(f"{checkpoint_dir} is not a {what} checkpoint (no {config_file})")
+    return json.loads(path.read_text())
 
 
 def save_training_files(trainer, output_dir: str | os.PathLike) -> None:

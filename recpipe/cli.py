@@ -1,8 +1,8 @@
 """``recpipe`` command line: ``data fetch|prepare``, ``train``, ``evaluate``, ``recommend``, ``export``,
 ``robustness``, ``report``.
 
-Errors in the user's input (bad files, unknown items, missing folders) print one clear line and exit with
-status 2, not a traceback.
+Errors in the user's input (``recpipe.errors.UserError``: bad files, unknown items, missing folders, invalid flags)
+print one clear line and exit with status 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ import sys
 import typing
 from pathlib import Path
 
-from recpipe.data import DATASETS, EMBEDDED, DataFormatError, PrepareConfig, default_template, fetch, load_source
+from recpipe.data import (
+    DATASETS,
+    EMBEDDED,
+    PrepareConfig,
+    current_stats,
+    default_template,
+    fetch,
+    load_source,
+    prepare,
+    source_key,
+)
+from recpipe.errors import UserError
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
@@ -45,34 +56,23 @@ def cmd_data_fetch(ns: argparse.Namespace) -> None:
 
 
 def cmd_data_prepare(ns: argparse.Namespace) -> None:
-    from recpipe.data.prepare import prepare
-
     cfg = _dataclass_from_args(PrepareConfig, ns, template=default_template(ns.dataset))
     out = Path(ns.output_dir)
-    stats_path = out / "stats.json"
-    if stats_path.is_file() and not ns.force:
-        old = json.loads(stats_path.read_text())
-        if old.get("config") == dataclasses.asdict(cfg) and old.get("source") == _source_key(ns):
-            print(f"{out} is already prepared with this configuration (use --force to redo it)")
-            _print_stats(old)
-            return
+    source = source_key(ns.dataset, ns.data_dir, ns.category)
+    current = None if ns.force else current_stats(out, cfg, source)
+    if current is not None:
+        print(f"{out} is already prepared with this configuration (use --force to redo it)")
+        _print_stats(current)
+        return
     generic = {}
     if ns.dataset == "generic":
         generic = {"interactions_path": ns.interactions, "items_path": ns.items}
         if ns.columns:
             generic["columns"] = json.loads(ns.columns)
     tables = load_source(ns.dataset, ns.data_dir, category=ns.category, on_bad_record=cfg.on_bad_record, **generic)
-    dd, stats = prepare(tables, cfg)
-    stats["source"] = _source_key(ns)
-    from recpipe.data.prepare import save_prepared
-
-    save_prepared(dd, stats, out)
+    _, stats = prepare(tables, cfg, out, source=source)
     _print_stats(stats)
     print(f"saved to {out}")
-
-
-def _source_key(ns: argparse.Namespace) -> dict:
-    return {"dataset": ns.dataset, "data_dir": ns.data_dir, "category": ns.category}
 
 
 def _print_stats(stats: dict) -> None:
@@ -100,7 +100,7 @@ def cmd_train(ns: argparse.Namespace, rest: list[str]) -> None:
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> None:
-    from recpipe.stages import evaluate_checkpoint
+    from recpipe.checkpoint_stages import evaluate_checkpoint
 
     metrics, out = evaluate_checkpoint(ns.checkpoint, ns.split, ns.prepared_dir, ns.output)
     for key, value in sorted(metrics.items()):
@@ -113,7 +113,7 @@ def cmd_recommend(ns: argparse.Namespace) -> None:
 
     rec = Recommender.from_pretrained(ns.checkpoint, prepared_dir=ns.prepared_dir)
     if ns.user_id is None and not ns.history:
-        raise ValueError("give --history ITEM [ITEM ...] or --user-id USER")
+        raise UserError("give --history ITEM [ITEM ...] or --user-id USER")
     results = rec.recommend(history=ns.history, user_id=ns.user_id, k=ns.k)
     if ns.json:
         print(json.dumps(results, indent=2))
@@ -123,14 +123,14 @@ def cmd_recommend(ns: argparse.Namespace) -> None:
 
 
 def cmd_export(ns: argparse.Namespace) -> None:
-    from recpipe.stages import export_embeddings
+    from recpipe.checkpoint_stages import export_embeddings
 
     export_embeddings(ns.checkpoint, ns.output_dir, ns.prepared_dir)
 
 
 def cmd_robustness(ns: argparse.Namespace) -> None:
+    from recpipe.checkpoint_stages import robustness_of_checkpoint
     from recpipe.robustness import RobustnessConfig, to_markdown
-    from recpipe.stages import robustness_of_checkpoint
 
     config = RobustnessConfig(
         perturbations=ns.perturbations, severities=ns.severities, metrics=ns.metrics, seed=ns.seed, split=ns.split
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         ns.func(ns, rest) if getattr(ns, "takes_rest", False) else ns.func(ns)
-    except (DataFormatError, FileNotFoundError, ValueError, KeyError, ImportError) as e:
+    except UserError as e:
         print(f"recpipe: error: {e}", file=sys.stderr)
         return 2
     return 0

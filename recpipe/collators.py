@@ -14,6 +14,8 @@ import datasets
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+from recpipe.errors import InvalidInputError
+
 
 def tokenize_items(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, torch.Tensor]:
     """Tokenize item texts once into padded tensors (row i = item index i + 1); batches trim them later."""
@@ -50,7 +52,7 @@ def make_windows(train: datasets.Dataset, max_history: int, stride: int | None =
     span = max_history + 1
     stride = stride or max_history
     if not 1 <= stride <= max_history:
-        raise ValueError(f"window stride must lie in [1, max_history={max_history}], got {stride}")
+        raise InvalidInputError(f"window stride must lie in [1, max_history={max_history}], got {stride}")
 
     def cut(batch):
         windows, firsts = [], []

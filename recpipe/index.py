@@ -12,6 +12,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from recpipe.errors import InvalidInputError
+
 INDEX_FILE = "index.faiss"
 
 
@@ -24,7 +26,7 @@ class ItemIndex:
         elif kind == "ivf":
             base = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         else:
-            raise ValueError(f"unknown index kind {kind!r}: flat, hnsw or ivf")
+            raise InvalidInputError(f"unknown index kind {kind!r}: flat, hnsw or ivf")
         self.kind, self.dim = kind, dim
         self.index = faiss.IndexIDMap2(base)
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recpipe.errors import InvalidInputError
+
 
 class SoftmaxRecLoss(nn.Module):
     """Next-item softmax at every position of the user sequences.
@@ -37,7 +39,7 @@ class SoftmaxRecLoss(nn.Module):
         candidates = torch.unique(targets)
         if self.negatives == "sampled":
             if popularity is None:
-                raise ValueError("sampled negatives need item popularity")
+                raise InvalidInputError("sampled negatives need item popularity")
             drawn = torch.multinomial(popularity[1:].float(), self.num_negatives, replacement=True) + 1
             candidates = torch.unique(torch.cat([candidates, drawn]))
         logits = model.scores(users, table[candidates]) / self.temperature
@@ -88,5 +90,5 @@ class CombinedLoss(nn.Module):
             vectors = model.projection(outputs["fresh_pooled"])
             parts["rel_loss"] = self.rel(vectors, batch["rel_pairs"])
         if not parts:
-            raise ValueError("no loss part applies to this batch: check the loss weights and the stage")
+            raise InvalidInputError("no loss part applies to this batch: check the loss weights and the stage")
         return {name: self.weights[name] * value for name, value in parts.items()}

@@ -13,47 +13,26 @@ cached rows, so the softmax can still run over the whole catalogue.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from recpipe.checkpointing import TrainableWeightsMixin
-from recpipe.configs import ModelArguments, resolve_model_path
+from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool
+from recpipe.checkpointing import TrainableWeightsMixin, read_checkpoint_config
+from recpipe.configs import RecModelConfig
+from recpipe.peft_utils import apply_peft
 
 CONFIG_NAME = "recpipe_config.json"
 
 
-def _mlm_parts(mlm_model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
-    """Split an ``AutoModelForMaskedLM`` (possibly inside a PEFT wrapper) into its backbone and its MLM head."""
-    inner = mlm_model.get_base_model() if hasattr(mlm_model, "get_base_model") else mlm_model
-    backbone = getattr(inner, inner.base_model_prefix)
-    for name in ("cls", "lm_head", "predictions"):  # BERT, RoBERTa/XLM-R, ALBERT
-        if hasattr(inner, name):
-            return backbone, getattr(inner, name)
-    return backbone, None
-
-
-def masked_lm_loss(encoder: nn.Module, head: nn.Module | None, hidden: torch.Tensor, labels: torch.Tensor):
-    """MLM cross-entropy with the head run only on the masked positions (``labels != -100``): the vocabulary
-    projection on every token would cost as much as the encoder itself."""
-    if head is None:
-        raise ValueError(f"{type(encoder).__name__} has no MLM head; set mlm_weight: 0")
-    selected = labels != -100
-    if not selected.any():
-        return hidden.sum() * 0.0
-    return F.cross_entropy(head(hidden[selected]).float(), labels[selected])
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+def length_sorted_batches(attention_mask: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Row indices of tokenized texts in batches of similar length, longest first: each batch can then be cut to
+    its own longest text (dynamic padding, bucketing by length)."""
+    order = torch.argsort(attention_mask.sum(1), descending=True)
+    return list(torch.split(order, batch_size))
 
 
 @torch.no_grad()
@@ -118,24 +97,27 @@ class UserTower(nn.Module):
 
 
 class RecModel(TrainableWeightsMixin, nn.Module):
-    """Item tower + user tower. ``num_items`` excludes the padding index 0."""
+    """Item tower + user tower, rebuilt from a ``RecModelConfig`` (``num_items`` excludes the padding index 0)."""
 
-    def __init__(self, args: ModelArguments, num_items: int, max_history: int, encoder: nn.Module | None = None):
+    config_file = CONFIG_NAME
+
+    def __init__(self, config: RecModelConfig, encoder: nn.Module | None = None):
         super().__init__()
-        self.args, self.num_items, self.max_history = args, num_items, max_history
-        dim = args.hidden_size
+        # not `config`: transformers' Trainer reads a model's `config` as a PretrainedConfig
+        self.model_config, self.num_items, self.max_history = config, config.num_items, config.max_history
+        dim = config.hidden_size
         self.encoder = encoder
-        if args.use_text:
+        if config.use_text:
             if encoder is None:
                 raise ValueError("use_text needs an encoder")
             text_dim = encoder.config.hidden_size
             self.projection = nn.Linear(text_dim, dim)
             # Pooled encoder states of every catalogue item (row 0: padding); refreshed by the trainer.
-            self.register_buffer("text_cache", torch.zeros(num_items + 1, text_dim), persistent=False)
-        self.id_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0) if args.use_item_ids else None
-        self.item_dropout = nn.Dropout(args.user_dropout)
+            self.register_buffer("text_cache", torch.zeros(config.num_items + 1, text_dim), persistent=False)
+        self.id_embedding = nn.Embedding(config.num_items + 1, dim, padding_idx=0) if config.use_item_ids else None
+        self.item_dropout = nn.Dropout(config.user_dropout)
         self.user_tower = UserTower(
-            dim, max_history, args.user_layers, args.user_heads, args.user_dropout, args.user_ffn_size
+            dim, config.max_history, config.user_layers, config.user_heads, config.user_dropout, config.user_ffn_size
         )
         self.init_weights()
 
@@ -144,16 +126,34 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         encoder keeps its weights."""
         for name, child in self.named_children():
             if name != "encoder":
-                child.apply(lambda m: init_tower_weights(m, self.args.init_std))
+                child.apply(lambda m: init_tower_weights(m, self.model_config.init_std))
+
+    @property
+    def backbone(self) -> nn.Module | None:
+        """The pretrained encoder (PEFT-wrapped or not); None for an ID-only model."""
+        return self.encoder
 
     # ---- item tower ----
     def encode_text(self, input_ids, attention_mask, labels=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pooled text states, and the MLM loss over ``labels != -100`` when labels are given."""
-        backbone, head = _mlm_parts(self.encoder)
+        backbone, head = mlm_parts(self.encoder)
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
+        pooled = pool(hidden, attention_mask, self.model_config.pooling)
         mlm_loss = None if labels is None else masked_lm_loss(self.encoder, head, hidden, labels)
         return pooled, mlm_loss
+
+    def encode_items(self, tokenized: dict[str, torch.Tensor], rows: torch.Tensor, autocast: bool = True):
+        """Pooled text states of the tokenized items ``rows`` (one batch): cut to the batch's longest text, on the
+        model's device, under autocast to ``inference_dtype`` unless ``autocast=False`` (e.g. to take a gradient).
+        Gradient and train/eval mode are the caller's; batches come from ``length_sorted_batches``."""
+        mask = tokenized["attention_mask"][rows]
+        width = int(mask.sum(1).max())
+        device = self.text_cache.device
+        ids = tokenized["input_ids"][rows, :width].to(device)
+        use_bf16 = autocast and self.model_config.inference_dtype == "bfloat16"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            pooled, _ = self.encode_text(ids, mask[:, :width].to(device))
+        return pooled
 
     def item_table(
         self,
@@ -164,7 +164,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         """Vectors of every catalogue item (row 0 is padding), with the fresh items' rows carrying gradient.
         ``text`` replaces the cached pooled text states (e.g. a copy that requires grad, for an attack)."""
         parts = []
-        if self.args.use_text:
+        if self.model_config.use_text:
             text = self.text_cache if text is None else text
             if fresh_items is not None and fresh_items.numel():
                 text = text.index_put((fresh_items,), fresh_pooled.to(text.dtype))
@@ -183,26 +183,18 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         are the same as in one process (same items, same padding), so every process ends with the same cache as a
         one-process run would.
         """
-        if not self.args.use_text:
+        if not self.model_config.use_text:
             return
         was_training = self.training
         self.eval()
-        ids, mask = tokenized_items["input_ids"], tokenized_items["attention_mask"]
-        device = self.text_cache.device
-        # Sorting by length lets each batch be cut to its own longest text (dynamic padding, bucketing by length).
-        order = torch.argsort(mask.sum(1), descending=True)
-        batches = list(torch.split(order, batch_size))
+        batches = length_sorted_batches(tokenized_items["attention_mask"], batch_size)
         world = accelerator.num_processes if accelerator is not None else 1
         rank = accelerator.process_index if world > 1 else 0
-        mine = batches[rank::world]
-        use_bf16 = self.args.inference_dtype == "bfloat16"
+        device = self.text_cache.device
         rows_done, vectors = [], []
-        for rows in tqdm(mine, desc="encoding items", disable=not progress, leave=False):
-            width = int(mask[rows].sum(1).max())
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                pooled, _ = self.encode_text(ids[rows, :width].to(device), mask[rows, :width].to(device))
+        for rows in tqdm(batches[rank::world], desc="encoding items", disable=not progress, leave=False):
             rows_done.append(rows.to(device))
-            vectors.append(pooled.to(self.text_cache.dtype))
+            vectors.append(self.encode_items(tokenized_items, rows).to(self.text_cache.dtype))
         if world > 1:
             # equal shapes for the all-gather: pad each process's share to the largest share, mark padding with -1
             share = -(-len(batches) // world) * batch_size
@@ -225,11 +217,13 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         mask = input_items > 0
         return self.user_tower(self.item_dropout(table[input_items]), mask)
 
+    def scoring_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        """User or item vectors made ready to score by inner product: normalised under cosine similarity."""
+        return F.normalize(vectors, dim=-1) if self.model_config.similarity == "cos" else vectors
+
     def scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Similarity of user states ``[..., d]`` with item vectors ``[N, d]`` (before the temperature)."""
-        if self.args.similarity == "cos":
-            users, items = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
-        return users @ items.T
+        return self.scoring_vectors(users) @ self.scoring_vectors(items).T
 
     def last_user_state(self, table: torch.Tensor, input_items: torch.Tensor) -> torch.Tensor:
         states = self.user_states(table, input_items)
@@ -240,7 +234,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         """Representations for the losses: fresh pooled vectors, MLM loss, item table and user states."""
         out: dict[str, torch.Tensor | None] = {"mlm_loss": None, "fresh_pooled": None}
         fresh = batch.get("fresh_items")
-        if self.args.use_text and fresh is not None and fresh.numel():
+        if self.model_config.use_text and fresh is not None and fresh.numel():
             out["fresh_pooled"], out["mlm_loss"] = self.encode_text(
                 batch["fresh_input_ids"], batch["fresh_attention_mask"], batch.get("fresh_labels")
             )
@@ -250,40 +244,21 @@ class RecModel(TrainableWeightsMixin, nn.Module):
             out["user_states"] = self.user_states(table, batch["input_items"])
         return out
 
-    # ---- checkpoints: trainable weights + config as safetensors ----
-    def save_pretrained(self, output_dir: str | os.PathLike, extra_config: dict | None = None) -> None:
-        """Save what training changed (adapters, heads, towers; the whole encoder under full fine-tuning)."""
-        config = {
-            "model_args": asdict(self.args),
-            "num_items": self.num_items,
-            "max_history": self.max_history,
-            **(extra_config or {}),
-        }
-        self.save_trainable(output_dir, CONFIG_NAME, config)
 
-
-def build_model(args: ModelArguments, num_items: int, max_history: int, total_steps: int | None = None):
+def build_model(config: RecModelConfig, total_steps: int | None = None):
     """Build the model (encoder loaded through Auto classes, PEFT applied) and its tokenizer."""
-    from recpipe.peft_utils import apply_peft
-
     encoder = tokenizer = None
-    if args.use_text:
-        path = resolve_model_path(args.model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=args.trust_remote_code)
-        encoder = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=args.trust_remote_code)
-        encoder = apply_peft(encoder, args, total_steps)
-    return RecModel(args, num_items, max_history, encoder), tokenizer
+    if config.use_text:
+        encoder, tokenizer = load_masked_lm(config)
+        encoder = apply_peft(encoder, config, total_steps)
+    return RecModel(config, encoder), tokenizer
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[RecModel, object, dict]:
-    """Rebuild a model from a recpipe checkpoint: base encoder + saved adapters/heads. Returns (model, tokenizer,
-    config)."""
-    checkpoint_dir = Path(checkpoint_dir)
-    if not (checkpoint_dir / CONFIG_NAME).is_file():
-        raise FileNotFoundError(f"{checkpoint_dir} is not a recpipe checkpoint (no {CONFIG_NAME})")
-    config = json.loads((checkpoint_dir / CONFIG_NAME).read_text())
-    args = ModelArguments(**config["model_args"])
-    model, tokenizer = build_model(args, config["num_items"], config["max_history"])
+    """Rebuild a model from a recpipe checkpoint (base encoder + saved adapters/heads/towers), in eval mode.
+    Returns (model, tokenizer, the checkpoint's config JSON)."""
+    saved = read_checkpoint_config(checkpoint_dir, CONFIG_NAME, "recpipe")
+    model, tokenizer = build_model(RecModelConfig.from_checkpoint(saved))
     model.load_trainable_weights(checkpoint_dir)
     model.eval()
-    return model, tokenizer, config
+    return model, tokenizer, saved

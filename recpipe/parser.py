@@ -12,14 +12,9 @@ import sys
 import yaml
 from transformers import HfArgumentParser
 
-from recpipe.configs import (
-    CTRDataArguments,
-    CTRModelArguments,
-    CTRTrainingArguments,
-    DataArguments,
-    ModelArguments,
-    RecTrainingArguments,
-)
+from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
+from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+from recpipe.errors import InvalidInputError
 
 DATACLASSES = (DataArguments, ModelArguments, RecTrainingArguments)
 CTR_DATACLASSES = (CTRDataArguments, CTRModelArguments, CTRTrainingArguments)
@@ -45,14 +40,14 @@ class RecipeParser(HfArgumentParser):
         with open(path) as f:
             config = yaml.safe_load(f) or {}
         if not isinstance(config, dict):
-            raise ValueError(f"{path}: a recipe is a mapping of keys to values")
+            raise InvalidInputError(f"{path}: a recipe is a mapping of keys to values")
         for key, value in (config.pop("env", None) or {}).items():
             os.environ[key] = str(value)
         known = {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
             names = [c.__name__ for c in self.dataclass_types]
-            raise ValueError(f"{path}: unknown keys {unknown}; every key must be a field of {names}")
+            raise InvalidInputError(f"{path}: unknown keys {unknown}; every key must be a field of {names}")
         self.set_defaults(**config)
         # a YAML default satisfies a required flag
         for action in self._actions:

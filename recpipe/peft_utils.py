@@ -14,7 +14,8 @@ import torch
 from peft import AdaLoraConfig, IA3Config, LoraConfig, PeftModel, get_peft_model
 from transformers import TrainerCallback
 
-from recpipe.configs import ModelArguments
+from recpipe.backbone import BackboneConfig
+from recpipe.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -33,46 +34,48 @@ def _linear_names(model: torch.nn.Module, wanted: list[str]) -> list[str]:
     present = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     found = [w for w in wanted if w in present]
     if not found:
-        raise ValueError(
+        raise InvalidInputError(
             f"none of lora_target_modules={wanted} is a Linear layer of the encoder; it has {sorted(present)}"
         )
     return found
 
 
-def apply_peft(encoder: torch.nn.Module, args: ModelArguments, total_steps: int | None = None) -> torch.nn.Module:
-    """Wrap ``encoder`` in the adapter ``args.peft_type`` asks for, or freeze / leave it for full fine-tuning."""
-    if args.freeze_encoder:
+def apply_peft(encoder: torch.nn.Module, config: BackboneConfig, total_steps: int | None = None) -> torch.nn.Module:
+    """Wrap ``encoder`` in the adapter ``config.peft_type`` asks for, or freeze / leave it for full fine-tuning."""
+    if config.freeze_encoder:
         encoder.requires_grad_(False)
         return encoder
-    if args.peft_type == "none":
+    if config.peft_type == "none":
         return encoder
     # Adapters only inside the backbone (BERT's `bert.encoder.layer.*`, Llama's `model.layers.*`): the MLM head's
     # dense layer is trained in full instead, and a causal LM's head stays tied to its embeddings.
-    targets = _linear_names(getattr(encoder, encoder.base_model_prefix), args.lora_target_modules)
+    targets = _linear_names(getattr(encoder, encoder.base_model_prefix), config.lora_target_modules)
     layer_regex = rf".*{encoder.base_model_prefix}\..*\.({'|'.join(targets)})$"
-    if args.peft_type == "lora":
-        config = LoraConfig(
-            r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, target_modules=layer_regex
+    if config.peft_type == "lora":
+        peft_config = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules=layer_regex
         )
-    elif args.peft_type == "adalora":
+    elif config.peft_type == "adalora":
         total = total_steps or 1000  # when loading a checkpoint the schedule is not used
-        config = AdaLoraConfig(
-            init_r=args.adalora_init_r,
-            target_r=args.lora_r,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
+        peft_config = AdaLoraConfig(
+            init_r=config.adalora_init_r,
+            target_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
             target_modules=layer_regex,
             total_step=total,
             tinit=max(1, total // 10),
             tfinal=max(1, total // 5),
             deltaT=max(1, total // 50),
         )
-    elif args.peft_type == "ia3":
+    elif config.peft_type == "ia3":
         ff = [t for t in targets if t in ("dense", "output", "fc2", "intermediate")]
-        config = IA3Config(target_modules=layer_regex, feedforward_modules=rf".*\.({'|'.join(ff)})$" if ff else [])
+        peft_config = IA3Config(
+            target_modules=layer_regex, feedforward_modules=rf".*\.({'|'.join(ff)})$" if ff else []
+        )
     else:
-        raise ValueError(f"unknown peft_type {args.peft_type!r}")
-    model = get_peft_model(encoder, config)
+        raise InvalidInputError(f"unknown peft_type {config.peft_type!r}")
+    model = get_peft_model(encoder, peft_config)
     for name, param in model.named_parameters():
         if any(p in name for p in TRAINABLE_HEAD_PATTERNS):
             param.requires_grad_(True)

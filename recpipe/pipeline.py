@@ -1,19 +1,22 @@
 """The one code path behind ``make train``, ``accelerate launch recipes/<x>.py`` and ``recpipe train``:
-prepare data → (pretrain) → fine-tune → evaluate on test → save checkpoint, metrics and model card."""
+prepare data → (pretrain) → fine-tune → evaluate on test → save checkpoint, metrics and model card.
+
+A *stage* is one entry of ``stages``: the training stages ``pretrain`` and ``finetune`` run here
+(``train_stage``); the checkpoint stages ``evaluate``, ``export`` and ``robustness`` work on the checkpoint in
+``output_dir`` (:mod:`recpipe.checkpoint_stages`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import os
-from pathlib import Path
 
-import torch
-from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, set_seed
+from accelerate import PartialState
+from transformers import EarlyStoppingCallback, set_seed
 
-from recpipe.checkpointing import last_complete_checkpoint
+from recpipe import checkpoint_stages
+from recpipe.base import mlm_collator
 from recpipe.collators import (
     FreshItemEncoder,
     PairCollator,
@@ -22,11 +25,15 @@ from recpipe.collators import (
     make_windows,
     tokenize_items,
 )
-from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
-from recpipe.data import load_prepared, load_source, prepare
+from recpipe.configs import DataArguments, ModelArguments, RecModelConfig, RecTrainingArguments
+from recpipe.data import current_stats, load_prepared, load_source, prepare, source_key
 from recpipe.data.prepare import PrepareConfig
-from recpipe.evaluation import evaluate_split, item_vectors
+from recpipe.errors import InvalidInputError
+from recpipe.evaluation import evaluate_split, item_popularity, item_vectors
+from recpipe.model_card import write_model_card
 from recpipe.modeling import build_model
+from recpipe.report import write_report
+from recpipe.robustness import RobustnessConfig, mean_drop
 from recpipe.tracking import configure_wandb, finish_wandb, log_example_recommendations
 from recpipe.trainer import RecTrainer
 
@@ -34,39 +41,20 @@ logger = logging.getLogger(__name__)
 
 
 def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments):
-    """Load the prepared dataset, preparing it first (on the main process) when it is missing or stale."""
+    """Load the prepared dataset, preparing it first (on the main process) unless it is current
+    (``recpipe.data.current_stats``: the same configuration and the same source)."""
     cfg = PrepareConfig(**{f.name: getattr(data_args, f.name) for f in dataclasses.fields(PrepareConfig)})
-    stats_path = Path(data_args.prepared_dir) / "stats.json"
+    source = source_key(data_args.dataset, data_args.data_dir, data_args.category)
     with training_args.main_process_first(desc="preparing data"):
-        stale = not stats_path.is_file() or json.loads(stats_path.read_text()).get("config") != dataclasses.asdict(cfg)
+        stale = current_stats(data_args.prepared_dir, cfg, source) is None
         if stale and training_args.process_index == 0:
             tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
-            prepare(tables, cfg, data_args.prepared_dir)
+            prepare(tables, cfg, data_args.prepared_dir, source=source)
     return load_prepared(data_args.prepared_dir)
 
 
-def item_popularity(train, num_items: int) -> torch.Tensor:
-    counts = torch.zeros(num_items + 1, dtype=torch.long)
-    for seq in train["item_ids"]:
-        counts += torch.bincount(torch.as_tensor(seq, dtype=torch.long), minlength=num_items + 1)
-    return counts
-
-
-def _steps_per_epoch(n_rows: int, args: RecTrainingArguments) -> int:
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    return max(1, math.ceil(n_rows / per_step))
-
-
-def _mlm_collator(tokenizer, args: RecTrainingArguments):
-    if tokenizer is None or args.mlm_weight == 0:
-        return None
-    return DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=args.mlm_probability, whole_word_mask=args.whole_word_masking
-    )
-
-
-def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from: str | None = None):
-    """Train one stage; returns ``(trainer, test_metrics or None)``."""
+def train_stage(stage, data_args, model_args, training_args, dd, stats, init_from: str | None = None):
+    """Run one training stage (``pretrain`` or ``finetune``); returns ``(trainer, test_metrics or None)``."""
     args = dataclasses.replace(training_args, stage=stage)
     set_seed(args.seed)
     num_items = len(dd["items"])
@@ -78,12 +66,8 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     else:
         train_ds = make_windows(dd["train"], data_args.max_history, args.window_stride)
         texts = list(dd["items"]["text"])
-    total_steps = (
-        args.max_steps
-        if args.max_steps > 0
-        else _steps_per_epoch(len(train_ds), args) * math.ceil(args.num_train_epochs)
-    )
-    model, tokenizer = build_model(model_args, num_items, data_args.max_history, total_steps)
+    config = RecModelConfig.from_arguments(model_args, num_items=num_items, max_history=data_args.max_history)
+    model, tokenizer = build_model(config, args.total_steps(len(train_ds)))
     if init_from:
         model.load_trainable_weights(init_from)
         logger.info("initialised from %s", init_from)
@@ -92,17 +76,20 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("trainable parameters: %s of %s", f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}")
 
-    item_tokens = tokenize_items(texts, tokenizer, model_args.max_text_length) if tokenizer is not None else None
-    use_fresh = model_args.use_text and not model_args.freeze_encoder
+    item_tokens = tokenize_items(texts, tokenizer, config.max_text_length) if tokenizer is not None else None
+    use_fresh = config.use_text and not config.freeze_encoder
     fresh = FreshItemEncoder(
-        item_tokens if use_fresh else None, _mlm_collator(tokenizer, args), args.max_fresh_items, seed=args.seed
+        item_tokens if use_fresh else None,
+        mlm_collator(tokenizer, args, args.whole_word_masking),
+        args.max_fresh_items,
+        seed=args.seed,
     )
     collator = PairCollator(fresh) if stage == "pretrain" else SequenceCollator(fresh)
     use_wandb = configure_wandb(args.report_to)
     callbacks = []
     if args.early_stopping_patience and stage == "finetune":
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience))
-    recpipe_config = {
+    extra_config = {
         "data_args": dataclasses.asdict(data_args),
         "stage": stage,
         "data_stats": stats,
@@ -118,16 +105,9 @@ def run_stage(stage, data_args, model_args, training_args, dd, stats, init_from:
         callbacks=callbacks,
         item_tokens=item_tokens,
         popularity=item_popularity(dd["train"], num_items),
-        recpipe_config=recpipe_config,
+        extra_config=extra_config,
     )
-    last = last_complete_checkpoint(args.output_dir) if args.resume else None
-    if last:
-        logger.info("resuming from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_model(args.output_dir)
-    trainer.save_state()
+    trainer.train_and_save()
     if stage == "pretrain":
         return trainer, None
     test_metrics = {}
@@ -180,21 +160,15 @@ def print_summary(metrics: dict, output_dir: str, card, plots) -> None:
 
 def checkpoint_stage(stage: str, args: RecTrainingArguments) -> None:
     """evaluate / export / robustness on the checkpoint in ``output_dir`` (main process; the others wait)."""
-    from accelerate import PartialState
-
-    from recpipe import stages
-
     state = PartialState()
     if state.is_main_process:
         checkpoint = args.output_dir
         if stage == "evaluate":
-            metrics, path = stages.evaluate_checkpoint(checkpoint, "test")
+            metrics, path = checkpoint_stages.evaluate_checkpoint(checkpoint, "test")
             print(f"evaluate: test_ndcg@10 {metrics['test_ndcg@10']:.4f} (all metrics in {path})", flush=True)
         elif stage == "export":
-            stages.export_embeddings(checkpoint)
+            checkpoint_stages.export_embeddings(checkpoint)
         elif stage == "robustness":
-            from recpipe.robustness import RobustnessConfig, mean_drop
-
             config = RobustnessConfig(
                 perturbations=list(args.robustness_perturbations),
                 severities=list(args.robustness_severities),
@@ -205,10 +179,10 @@ def checkpoint_stage(stage: str, args: RecTrainingArguments) -> None:
 
                 if wandb.run is None:
                     wandb.init(job_type="robustness", name=args.run_name, config={"checkpoint": checkpoint})
-            rows, paths = stages.robustness_of_checkpoint(checkpoint, config)
+            rows, paths = checkpoint_stages.robustness_of_checkpoint(checkpoint, config)
             print(f"robustness: mean ndcg@10 drop {mean_drop(rows):.1f}% ({paths[1]}, {paths[2]})", flush=True)
         else:
-            raise ValueError(f"unknown stage {stage!r}")
+            raise InvalidInputError(f"unknown stage {stage!r}")
     state.wait_for_everyone()
 
 
@@ -217,8 +191,6 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
     fine-tuning stage starts from its weights."""
     stages = list(stages or training_args.stages)
     if "robustness" in stages:  # check its options now, not after hours of training
-        from recpipe.robustness import RobustnessConfig
-
         RobustnessConfig(list(training_args.robustness_perturbations), list(training_args.robustness_severities))
     dd, stats = prepared_data(data_args, training_args)
     init_from, metrics = model_args.init_from, None
@@ -234,14 +206,11 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
                 load_best_model_at_end=False,
                 metric_for_best_model=None,
             )
-            run_stage("pretrain", data_args, model_args, pre_args, dd, stats, init_from)
+            train_stage("pretrain", data_args, model_args, pre_args, dd, stats, init_from)
             init_from = out
         elif stage == "finetune":
-            trainer, metrics = run_stage("finetune", data_args, model_args, training_args, dd, stats, init_from)
+            trainer, metrics = train_stage("finetune", data_args, model_args, training_args, dd, stats, init_from)
             if trainer.is_world_process_zero():
-                from recpipe.model_card import write_model_card
-                from recpipe.report import write_report
-
                 card = write_model_card(training_args.output_dir, data_args, model_args, training_args, stats, metrics)
                 plots = write_report(training_args.output_dir)
                 print_summary(metrics, training_args.output_dir, card, plots)

@@ -2,7 +2,7 @@
 ``recommend(user_id=...)``, ``add_items(ids, texts)`` for cold-start items known by their text alone.
 
 It scores with exactly what evaluation scores with (``recpipe.evaluation.item_vectors`` and the model's last user
-state), so a user's served top-K is the ranking evaluation measured.
+state, both through ``RecModel.scoring_vectors``), so a user's served top-K is the ranking evaluation measured.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ import torch
 
 from recpipe.collators import tokenize_items
 from recpipe.data import load_prepared
+from recpipe.errors import InvalidInputError, UnknownNameError
 from recpipe.evaluation import item_vectors
 from recpipe.index import INDEX_FILE, ItemIndex
-from recpipe.modeling import load_checkpoint
+from recpipe.modeling import length_sorted_batches, load_checkpoint
 
 logger = logging.getLogger(__name__)
-
-
-class UnknownItemsError(KeyError):
-    def __str__(self):
-        return str(self.args[0])
 
 
 class Recommender:
@@ -37,7 +33,9 @@ class Recommender:
         self._title_index = {t.lower(): k for k, t in enumerate(self.titles) if k and t}
         self.users = users
         self.tokens = (
-            tokenize_items(self.texts[1:], tokenizer, model.args.max_text_length) if model.args.use_text else None
+            tokenize_items(self.texts[1:], tokenizer, model.model_config.max_text_length)
+            if model.model_config.use_text
+            else None
         )
         self.table = item_vectors(model, self.tokens)  # row k = item index k
         self.index = ItemIndex(self.table.shape[1], kind=index_kind)
@@ -63,7 +61,7 @@ class Recommender:
             k = self._index_of.get(key) or self._title_index.get(key.lower())
             (out if k else unknown).append(k or key)
         if unknown:
-            raise UnknownItemsError(
+            raise UnknownNameError(
                 f"unknown items {unknown}: use catalogue item ids or titles (e.g. {self.titles[1]!r}), "
                 "or add_items() new ones first"
             )
@@ -76,10 +74,9 @@ class Recommender:
     @torch.no_grad()
     def user_vector(self, history: list[int]) -> torch.Tensor:
         if not history:
-            raise ValueError("an empty history cannot be scored: give at least one item")
+            raise InvalidInputError("an empty history cannot be scored: give at least one item")
         h = torch.tensor([history[-self.model.max_history :]], dtype=torch.long)
-        state = self.model.last_user_state(self.table, h)
-        return torch.nn.functional.normalize(state, dim=-1) if self.model.args.similarity == "cos" else state
+        return self.model.scoring_vectors(self.model.last_user_state(self.table, h))
 
     def recommend(
         self,
@@ -99,11 +96,11 @@ class Recommender:
 
     def recommend_batch(self, histories=None, user_ids=None, k: int = 10, exclude="history") -> list[list[dict]]:
         if (histories is None) == (user_ids is None):
-            raise ValueError("give either histories or user_ids")
+            raise InvalidInputError("give either histories or user_ids")
         if user_ids is not None:
             missing = [u for u in user_ids if u not in self.users]
             if missing:
-                raise UnknownItemsError(f"unknown users {missing[:10]}: known users are those of the training data")
+                raise UnknownNameError(f"unknown users {missing[:10]}: known users are those of the training data")
             resolved = [self.users[u] for u in user_ids]
         else:
             resolved = [self.resolve(h) for h in histories]
@@ -123,20 +120,18 @@ class Recommender:
     @torch.no_grad()
     def add_items(self, ids: list[str], texts: list[str], titles: list[str] | None = None) -> None:
         """Add new items by their text alone (no retraining): encoded by the item tower, added to the index."""
-        if not self.model.args.use_text:
-            raise ValueError("this model has no text tower (use_text: false): new items cannot be encoded")
+        if not self.model.model_config.use_text:
+            raise InvalidInputError("this model has no text tower (use_text: false): new items cannot be encoded")
         clash = [i for i in ids if i in self._index_of]
         if clash:
-            raise ValueError(f"items already in the catalogue: {clash[:10]}")
+            raise InvalidInputError(f"items already in the catalogue: {clash[:10]}")
         if len(ids) != len(texts):
-            raise ValueError("ids and texts must have the same length")
-        tokens = tokenize_items(list(texts), self.tokenizer, self.model.args.max_text_length)
-        use_bf16 = self.model.args.inference_dtype == "bfloat16"
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            pooled, _ = self.model.encode_text(tokens["input_ids"], tokens["attention_mask"])
-        vectors = self.model.projection(pooled.float())  # new items have no learned ID embedding
-        if self.model.args.similarity == "cos":
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            raise InvalidInputError("ids and texts must have the same length")
+        tokens = tokenize_items(list(texts), self.tokenizer, self.model.model_config.max_text_length)
+        pooled = self.model.text_cache.new_empty(len(ids), self.model.text_cache.shape[1])
+        for rows in length_sorted_batches(tokens["attention_mask"], batch_size=256):
+            pooled[rows] = self.model.encode_items(tokens, rows).to(pooled.dtype)
+        vectors = self.model.scoring_vectors(self.model.projection(pooled))  # new items have no learned ID embedding
         start = len(self.item_ids)
         new = np.arange(start, start + len(ids))
         self.table = torch.cat([self.table, vectors.to(self.table.dtype)])

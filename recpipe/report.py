@@ -12,13 +12,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from recpipe.errors import MissingInputError
+
 LOSS_PARTS = ("loss", "rec_loss", "mlm_loss", "rel_loss", "adv_loss", "orth_loss")
 
 
 def _state(run_dir: Path) -> list[dict]:
     path = run_dir / "trainer_state.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no trainer_state.json: is it a recpipe output directory?")
+        raise MissingInputError(f"{run_dir} has no trainer_state.json: is it a recpipe output directory?")
     return json.loads(path.read_text())["log_history"]
 
 

@@ -1,72 +1,60 @@
-"""``RecTrainer``: a small ``transformers.Trainer`` subclass. It sums the combined loss's named parts and logs each,
-keeps the item-vector cache fresh, evaluates by full ranking, and saves/loads recpipe checkpoints."""
+"""``RecTrainer``: the retrieval task's trainer on ``BaseTrainer`` (which sums and logs the loss parts, wires AdaLoRA
+and saves checkpoints). It computes the combined loss (with adversarial training), keeps the item-vector cache
+fresh and saves it with checkpoints, puts the encoder on its own learning rate, and evaluates by full ranking."""
 
 from __future__ import annotations
 
-import logging
 import os
 from contextlib import nullcontext
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import Trainer
 
-from recpipe.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
-from recpipe.checkpointing import save_training_files
+from recpipe.base import BaseTrainer
+from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split
-from recpipe.loss_logging import LossPartsLoggingMixin
 from recpipe.losses import CombinedLoss
-from recpipe.optim import create_optimizer_with_lrs
-from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
+from recpipe.robustness.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
 
-logger = logging.getLogger(__name__)
 CACHE_NAME = "text_cache.safetensors"
 
 
-class RecTrainer(LossPartsLoggingMixin, Trainer):
+class RecTrainer(BaseTrainer):
     def __init__(
         self,
         *args,
         item_tokens: dict | None = None,
         popularity: torch.Tensor | None = None,
-        recpipe_config: dict | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.item_tokens = item_tokens
         self.popularity = popularity
-        self.recpipe_config = recpipe_config or {}
         self.loss_fn = CombinedLoss(self.args, popularity)
-        self._init_loss_parts()
         self._cache_step = None  # global step of the last text-cache refresh
         encoder = self.model.encoder
         # a frozen encoder's cached vectors never go stale: encode the catalogue once
         self._encoder_trains = encoder is not None and any(p.requires_grad for p in encoder.parameters())
-        if encoder is not None and is_adalora(encoder):
-            self.add_callback(AdaLoraCallback(encoder, start_step=self.args.frozen_encoder_steps))
         self._perturbation = None
         if self.args.adversarial != "none" and self.args.stage == "finetune":
             if not self._encoder_trains or self.args.max_fresh_items == 0:
-                raise ValueError(
+                raise InvalidInputError(
                     "adversarial training perturbs the text of the items encoded with gradient: it needs a trained "
                     "encoder (use_text, not freeze_encoder) and max_fresh_items > 0"
                 )
             self._perturbation = EmbeddingPerturbation(input_embeddings(encoder))
 
-    def create_optimizer(self, model=None):
-        """AdamW with the encoder on its own learning rate (``encoder_learning_rate``): full fine-tuning of a
-        pretrained encoder wants ~2e-5 while the fresh towers and heads want ~1e-3."""
-        if self.optimizer is not None or self.args.encoder_learning_rate is None:
-            return super().create_optimizer(model)
+    def learning_rates(self, model):
+        """The encoder on its own learning rate (``encoder_learning_rate``): full fine-tuning of a pretrained encoder
+        wants ~2e-5 while the fresh towers and heads want ~1e-3."""
+        if self.args.encoder_learning_rate is None:
+            return None
         encoder_lr = self.args.encoder_learning_rate
-        self.optimizer = create_optimizer_with_lrs(
-            self, model or self.model, lambda name: encoder_lr if name.startswith("encoder.") else None
-        )
-        return self.optimizer
+        return lambda name: encoder_lr if name.startswith("encoder.") else None
 
     def _refresh_cache_if_due(self, model) -> None:
-        needs_cache = model.args.use_text and self.args.stage == "finetune"
+        needs_cache = model.model_config.use_text and self.args.stage == "finetune"
         if not needs_cache or self.item_tokens is None:
             return
         step = self.state.global_step
@@ -79,14 +67,14 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
             model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size, accelerator=self.accelerator)
             self._cache_step = step
 
-    def _encoder_phase(self) -> bool:
-        """Whether this step trains the encoder: not during the first ``frozen_encoder_steps`` (cheap steps on the
-        cached text vectors, which train the towers and ID embeddings before the adapters join)."""
-        return self.state.global_step >= self.args.frozen_encoder_steps
+    def encoder_start_step(self) -> int:
+        """The first ``frozen_encoder_steps`` train the towers and ID embeddings on the cached text vectors (cheap
+        steps) before the adapters join."""
+        return self.args.frozen_encoder_steps
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
-        if model.training and not self._encoder_phase():
+        if model.training and not self.encoder_phase():
             # no item text re-encoded with gradient: no MLM/relation parts, the cached vectors stand for every item
             inputs = {k: v for k, v in inputs.items() if not k.startswith("fresh_")}
         self._refresh_cache_if_due(unwrapped)
@@ -97,9 +85,7 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
         parts = self.loss_fn(unwrapped, outputs, inputs)
         if attack and self._perturbation.delta is not None and "rec_loss" in parts:
             parts["adv_loss"] = self.args.adv_weight * self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
-        if unwrapped.encoder is not None and is_adalora(unwrapped.encoder) and self._encoder_phase():
-            parts["orth_loss"] = adalora_orthogonal_loss(unwrapped.encoder)
-        loss = self.record_loss_parts(parts, model.training)
+        loss = self.sum_loss_parts(parts, model)
         return (loss, outputs) if return_outputs else loss
 
     def _adversarial_rec_loss(self, model, inputs, rec_loss: torch.Tensor) -> torch.Tensor:
@@ -139,37 +125,26 @@ class RecTrainer(LossPartsLoggingMixin, Trainer):
             accelerator=self.accelerator,
         )
         self._cache_step = self.state.global_step  # the evaluation just refreshed the cache
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        return self.log_evaluation(metrics)
 
-    # ---- checkpoints ----
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save:
-            return
-        os.makedirs(output_dir, exist_ok=True)
+    # ---- checkpoints: the text cache is part of the training state ----
+    def save_extra_state(self, output_dir: str) -> None:
+        # a resumed run must score with the same stale vectors as the uninterrupted one
         model = self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(output_dir, extra_config=self.recpipe_config)
-        if model.args.use_text and self._cache_step is not None:
-            # the cache is part of the training state: a resumed run must score with the same stale vectors
+        if model.model_config.use_text and self._cache_step is not None:
             save_file(
                 {"text_cache": model.text_cache.contiguous()},
                 os.path.join(output_dir, CACHE_NAME),
                 metadata={"step": str(self._cache_step)},
             )
-        save_training_files(self, output_dir)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        model = model or self.accelerator.unwrap_model(self.model)
-        model.load_trainable_weights(resume_from_checkpoint)
-        cache = os.path.join(resume_from_checkpoint, CACHE_NAME)
-        if model.args.use_text and os.path.isfile(cache):
+    def load_extra_state(self, checkpoint_dir: str, model) -> None:
+        cache = os.path.join(checkpoint_dir, CACHE_NAME)
+        if model.model_config.use_text and os.path.isfile(cache):
             with safe_open(cache, "pt") as f:
                 model.text_cache.copy_(f.get_tensor("text_cache"))
                 self._cache_step = int(f.metadata()["step"])
 
     def _load_best_model(self) -> None:
-        logger.info("loading the best checkpoint %s (%s)", self.state.best_model_checkpoint, self.state.best_metric)
-        self.accelerator.unwrap_model(self.model).load_trainable_weights(self.state.best_model_checkpoint)
+        super()._load_best_model()
         self._cache_step = None

@@ -85,17 +85,25 @@ def synthetic_prepared(num_users: int = 60, length: int = 12, seed: int = 0):
     return dd, stats
 
 
-@pytest.fixture
-def prepared_dir(tmp_path):
-    """The synthetic dataset saved where ``DataArguments.prepared_dir`` points, with a matching stats.json."""
+def save_prepared_as_current(dd, stats, path) -> str:
+    """Save a synthetic prepared dataset where ``DataArguments(max_history=10, prepared_dir=path)`` finds it current
+    (``recpipe.data.current_stats``: the same configuration and source), so training never re-prepares it."""
     import dataclasses
     import json
 
-    from recpipe.data.prepare import PrepareConfig
+    from recpipe.data.prepare import PrepareConfig, source_key
 
-    dd, stats = synthetic_prepared()
-    stats["config"] = dataclasses.asdict(PrepareConfig(max_history=10))
-    path = tmp_path / "prepared"
+    stats = {
+        **stats,
+        "config": dataclasses.asdict(PrepareConfig(max_history=10)),
+        "source": source_key("movielens-100k"),
+    }
     dd.save_to_disk(str(path))
     (path / "stats.json").write_text(json.dumps(stats))
     return str(path)
+
+
+@pytest.fixture
+def prepared_dir(tmp_path):
+    """The synthetic dataset saved where ``DataArguments.prepared_dir`` points, with a matching stats.json."""
+    return save_prepared_as_current(*synthetic_prepared(), tmp_path / "prepared")

@@ -4,10 +4,10 @@ perturbation is an ascent direction of the rec loss."""
 
 import pytest
 import torch
-from test_training import make_trainer, model_args
+from helpers import make_trainer, model_args
 from transformers import TrainerCallback
 
-from recpipe.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
+from recpipe.robustness.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
 
 
 def first_batch(trainer):

@@ -1,51 +1,12 @@
-import gzip
 import json
 import os
 
 import datasets
 import pytest
+from helpers import meta_2023, review_2023, write_lines
 
 from recpipe.data.amazon import find_amazon_files, read_amazon_2018, read_amazon_2023
 from recpipe.data.schema import INTERACTION_FEATURES, DataFormatError
-
-
-def review_2023(user="AGKHLEW2SOWHNMFQIJGBECAF7INQ", item="B00YQ6X8EO", rating=5.0, ts=1588687728923, **extra):
-    record = {
-        "rating": rating,
-        "title": "Such a lovely scent but not overpowering.",
-        "text": "This spray is really nice. It smells really good, goes on really fine, and does the trick. "
-        "I will say it feels like you need a lot of it though to get the texture I want.",
-        "images": [],
-        "asin": item,
-        "parent_asin": item,
-        "user_id": user,
-        "timestamp": ts,
-        "helpful_vote": 0,
-        "verified_purchase": True,
-    }
-    record.update(extra)
-    return json.dumps(record)
-
-
-def meta_2023(item="B01CUPMQZE", title="Howard LC0008 Leather Conditioner, 8-Ounce (4-Pack)", **fields):
-    record = {
-        "main_category": "All Beauty",
-        "title": title,
-        "average_rating": 4.8,
-        "rating_number": 10,
-        "features": [],
-        "description": [],
-        "price": None,
-        "images": [{"thumb": "https://m.media-amazon.com/images/I/41qfjSfqNyL._SS40_.jpg", "variant": "MAIN"}],
-        "videos": [],
-        "store": "Howard Products",
-        "categories": [],
-        "details": {"Package Dimensions": "7.1 x 5.5 x 3 inches; 2.38 Pounds", "UPC": "617390882781"},
-        "parent_asin": item,
-        "bought_together": None,
-    }
-    record.update(fields)
-    return json.dumps(record)
 
 
 def review_2018(user="A3SA5N5UNJ4Z6Q", item="0700026657", rating=5.0, ts=1441065600, **extra):
@@ -86,14 +47,6 @@ def meta_2018(item="0700026657", title="Anno 2070", **fields):
 def encoded(line, encoding):
     """The JSON line with its non-ASCII characters written raw in ``encoding`` (json.dumps escapes them)."""
     return json.dumps(json.loads(line), ensure_ascii=False).encode(encoding)
-
-
-def write_lines(path, lines, gz=False):
-    data = b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines)
-    if gz:
-        data = gzip.compress(data)
-    path.write_bytes(data)
-    return path
 
 
 GOOD_REVIEWS_2023 = [

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from test_amazon_readers import meta_2023, review_2023, write_lines
+from helpers import meta_2023, review_2023, write_lines
 
 from recpipe.parser import RecipeParser
 

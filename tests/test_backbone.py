@@ -7,7 +7,7 @@ import torch
 from conftest import NUM_ITEMS
 
 from recpipe.collators import FreshItemEncoder, SequenceCollator, make_windows
-from recpipe.configs import ModelArguments
+from recpipe.configs import ModelArguments, RecModelConfig
 from recpipe.losses import SoftmaxRecLoss
 from recpipe.modeling import RecModel, build_model
 
@@ -17,9 +17,13 @@ def id_only_args(**kw) -> ModelArguments:
     return ModelArguments(**{**base, **kw})
 
 
+def id_only_model(num_items: int, max_history: int, **kw) -> RecModel:
+    return RecModel(RecModelConfig.from_arguments(id_only_args(**kw), num_items=num_items, max_history=max_history))
+
+
 def test_items_and_positions_enter_the_user_tower_at_comparable_scale():
     torch.manual_seed(0)
-    model = RecModel(id_only_args(), num_items=500, max_history=50)
+    model = id_only_model(500, 50)
     items = model.id_embedding.weight[1:]
     positions = model.user_tower.positions.weight
     ratio = positions.norm(dim=-1).mean() / items.norm(dim=-1).mean()
@@ -34,7 +38,7 @@ def test_every_tower_parameter_follows_the_init_policy(tiny_model_dir):
         model_name_or_path=tiny_model_dir, use_item_ids=True, peft_type="none", hidden_size=64, init_std=0.02
     )
     torch.manual_seed(0)
-    model, _ = build_model(args, num_items=300, max_history=20)
+    model, _ = build_model(RecModelConfig.from_arguments(args, num_items=300, max_history=20))
     checked = 0
     for name, p in model.named_parameters():
         if name.startswith("encoder."):
@@ -67,7 +71,7 @@ def test_tiny_id_only_model_learns_a_next_item_pattern():
             seqs[:, t] = successor[seqs[:, t - 1] - 1]
         return seqs
 
-    model = RecModel(id_only_args(hidden_size=32, user_layers=1), num_items=n, max_history=length)
+    model = id_only_model(n, length, hidden_size=32, user_layers=1)
     loss_fn = SoftmaxRecLoss(temperature=1.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -123,5 +127,5 @@ def test_default_stride_is_non_overlapping_windows():
 
 
 def test_id_only_has_num_items_rows(tmp_path):
-    model = RecModel(id_only_args(), num_items=NUM_ITEMS, max_history=10)
+    model = id_only_model(NUM_ITEMS, 10)
     assert model.item_table().shape == (NUM_ITEMS + 1, 64)

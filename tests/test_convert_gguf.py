@@ -146,7 +146,7 @@ def test_converted_folder_loads_plain_with_equal_logits(tiny_gguf, converted):
         torch.testing.assert_close(model(ids).logits, _load_gguf(path)(ids).logits, rtol=0, atol=1e-5)
 
     record = json.loads((converted / "conversion.json").read_text())
-    assert record["sha256"] == cg._sha256(path) and record["dtype"] == "float32"
+    assert record["sha256"] == cg.sha256_file(path) and record["dtype"] == "float32"
     assert record["parameters"] == sum(p.numel() for p in model.parameters())
     assert record["max_abs_logit_diff"] <= 1e-5
 

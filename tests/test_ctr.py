@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import NUM_ITEMS
 
-from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
-from recpipe.ctr_collators import CrossEncoderCollator, PromptCollator, render_prompt
-from recpipe.ctr_models import build_ctr_model, load_ctr_checkpoint, verbalizer_ids
-from recpipe.ctr_pipeline import collators
-from recpipe.ctr_trainer import CTRTrainer
+from recpipe.ctr.collators import CrossEncoderCollator, PromptCollator, render_prompt
+from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRModelConfig, CTRTrainingArguments
+from recpipe.ctr.modeling import build_ctr_model, load_ctr_checkpoint, verbalizer_ids
+from recpipe.ctr.pipeline import collators
+from recpipe.ctr.trainer import CTRTrainer
 
 WORDS = [f"w{i}" for i in range(NUM_ITEMS)] + [f"g{i}" for i in range(5)]
 
@@ -46,7 +46,7 @@ def tiny_causal_lm_dir(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from recpipe.ctr_collators import INSTRUCTION
+    from recpipe.ctr.collators import INSTRUCTION
 
     d = tmp_path_factory.mktemp("tiny-llama")
     text = INSTRUCTION + " User Preference Unpreference Whether the user will like target movie About it Title Genres"
@@ -80,6 +80,11 @@ def causal_args(path, **kw):
     return CTRModelArguments(**{**base, **kw})
 
 
+def ctr_model(margs: CTRModelArguments, total_steps=None):
+    """(model, tokenizer) built as ``run_ctr`` builds them, from command-line model arguments."""
+    return build_ctr_model(CTRModelConfig.from_arguments(margs), total_steps)
+
+
 def encoder_args(path, **kw):
     base = dict(model_family="encoder", model_name_or_path=path, lora_target_modules=["query", "value"])
     return CTRModelArguments(**{**base, **kw})
@@ -104,7 +109,7 @@ def train_args(tmp_path, **kw):
 
 def make_trainer(margs, tmp_path, n=64, **targs):
     args = train_args(tmp_path, **targs)
-    model, tokenizer = build_ctr_model(margs, args.max_steps)
+    model, tokenizer = ctr_model(margs, args.max_steps)
     data_args = CTRDataArguments(item_noun="movie", max_length=160)
     train_collator, eval_collator = collators(margs, data_args, args, tokenizer)
     trainer = CTRTrainer(
@@ -120,7 +125,7 @@ def make_trainer(margs, tmp_path, n=64, **targs):
 
 
 def test_verbalizer_probability_is_the_softmax_of_the_answer_logits(tiny_causal_lm_dir):
-    model, tokenizer = build_ctr_model(causal_args(tiny_causal_lm_dir, peft_type="none"))
+    model, tokenizer = ctr_model(causal_args(tiny_causal_lm_dir, peft_type="none"))
     model.eval()
     yes, no = verbalizer_ids(tokenizer, " Yes", " No")
     assert tokenizer.convert_ids_to_tokens([yes, no]) == ["Yes", "No"]
@@ -142,8 +147,8 @@ def test_verbalizer_probability_is_the_softmax_of_the_answer_logits(tiny_causal_
 def test_the_label_never_reaches_the_input(tiny_causal_lm_dir, tiny_model_dir):
     rows = list(examples(6))
     flipped = [{**r, "label": 1 - r["label"]} for r in rows]
-    _, causal_tok = build_ctr_model(causal_args(tiny_causal_lm_dir))
-    _, encoder_tok = build_ctr_model(encoder_args(tiny_model_dir))
+    _, causal_tok = ctr_model(causal_args(tiny_causal_lm_dir))
+    _, encoder_tok = ctr_model(encoder_args(tiny_model_dir))
     for collate in (
         PromptCollator(causal_tok, "movie", 200, lm_labels=True),
         CrossEncoderCollator(encoder_tok, 128),
@@ -160,7 +165,7 @@ def test_the_label_never_reaches_the_input(tiny_causal_lm_dir, tiny_model_dir):
 
 
 def test_lm_loss_targets_only_item_title_tokens(tiny_causal_lm_dir):
-    _, tokenizer = build_ctr_model(causal_args(tiny_causal_lm_dir))
+    _, tokenizer = ctr_model(causal_args(tiny_causal_lm_dir))
     batch = PromptCollator(tokenizer, "movie", 200, lm_labels=True)(list(examples(4)))
     labelled = batch["lm_labels"][batch["lm_labels"] != -100]
     words = set(tokenizer.convert_ids_to_tokens(labelled.tolist()))
@@ -171,7 +176,7 @@ def test_lm_loss_targets_only_item_title_tokens(tiny_causal_lm_dir):
 
 
 def test_long_prompts_drop_the_oldest_history_first(tiny_causal_lm_dir):
-    _, tokenizer = build_ctr_model(causal_args(tiny_causal_lm_dir))
+    _, tokenizer = ctr_model(causal_args(tiny_causal_lm_dir))
     row = {
         "history_titles": [f"w{i}" for i in range(10)],  # oldest first
         "history_liked": [True, False] * 5,
@@ -245,14 +250,26 @@ def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, t
     trainer.model = model
     again = trainer.evaluate()
     assert again["eval_auc"] == after["eval_auc"] and again["eval_log_loss"] == pytest.approx(after["eval_log_loss"])
+    # a checkpoint written before the model config stored the command-line arguments, the retrieval flags included
+    import dataclasses
+    import json
+
+    saved = json.loads((tmp_path / "ckpt" / "ctr_config.json").read_text())
+    legacy = {k: v for k, v in saved.items() if k != "model_config"}
+    legacy["model_args"] = {**dataclasses.asdict(margs), "use_text": True, "hidden_size": 128, "init_from": None}
+    (tmp_path / "ckpt" / "ctr_config.json").write_text(json.dumps(legacy))
+    old, _, _ = load_ctr_checkpoint(tmp_path / "ckpt")
+    assert old.model_config == model.model_config
+    trainer.model = old
+    assert trainer.evaluate()["eval_auc"] == after["eval_auc"]
 
 
 def test_history_like_rate_is_smoothed_log_odds_of_the_marks_only(tiny_model_dir):
-    from recpipe.ctr_features import history_like_logodds
+    from recpipe.ctr.features import history_like_logodds
 
     rows = [{"history_liked": [True] * 7 + [False] * 3, "label": 0}, {"history_liked": [], "label": 1}]
     assert history_like_logodds(rows).tolist() == pytest.approx([np.log(8 / 4), 0.0])
-    model, tokenizer = build_ctr_model(encoder_args(tiny_model_dir, history_feature=True))
+    model, tokenizer = ctr_model(encoder_args(tiny_model_dir, history_feature=True))
     model.eval()
     batch = CrossEncoderCollator(tokenizer)(list(examples(8)))
     assert "history_like_logodds" in batch
@@ -310,7 +327,7 @@ def test_wide_learning_rate_must_be_positive(tmp_path):
 
 
 def test_item_like_rate_counts_every_mark_once_and_other_users_only():
-    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds, user_fold
+    from recpipe.ctr.features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds, user_fold
 
     def rows(*spec):
         keys = ("user_id", "item_id", "label", "history_item_ids", "history_liked", "timestamp")
@@ -344,9 +361,9 @@ def test_item_like_rate_counts_every_mark_once_and_other_users_only():
 def test_item_like_rate_never_depends_on_the_rows_own_label():
     """Flip one rating in the raw data: the example's label changes and so do the history marks of the user's
     later examples, but never that example's own item rate (leave-one-out would: it ranks the label backwards)."""
-    from test_ctr_data import make_tables, random_rows
+    from helpers import make_tables, random_rows
 
-    from recpipe.ctr_features import cross_fitted_item_like_rate, item_like_counts
+    from recpipe.ctr.features import cross_fitted_item_like_rate, item_like_counts
     from recpipe.data.ctr import CTRConfig, build_ctr_examples
 
     raw = random_rows(n_users=20, per_user=15, n_items=25)
@@ -379,13 +396,13 @@ def test_item_like_rate_never_depends_on_the_rows_own_label():
 def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_dir, tmp_path):
     """Labels follow the item (even items liked): with the encoder's learning rate ~0, only the item like-rate
     term can learn them, and it does; the collator passes the column on."""
-    from recpipe.ctr_features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds
+    from recpipe.ctr.features import ITEM_FEATURE, add_item_like_logodds, item_like_logodds
 
     margs = encoder_args(tiny_model_dir, item_feature=True)
     trainer, _ = make_trainer(margs, tmp_path, max_steps=30, learning_rate=1e-8, mlm_weight=0.0)
     dd, table = add_item_like_logodds(datasets.DatasetDict(train=examples(256), valid=examples(48, seed=1)))
     trainer.train_dataset, trainer.eval_dataset = dd["train"], dd["valid"]
-    trainer.ctr_config = {"item_like_table": table}  # as run_ctr passes it
+    trainer.extra_config = {"item_like_table": table}  # as run_ctr passes it
     before = trainer.evaluate()["eval_auc"]
     trainer.train()
     assert trainer.model.wide.linear.weight.item() > 0.1
@@ -414,8 +431,8 @@ def write_movielens_100k(folder, n_users: int = 12, per_user: int = 16, seed: in
 
 
 def test_run_ctr_end_to_end_saves_what_scoring_new_rows_needs(tiny_model_dir, tmp_path):
-    from recpipe.ctr_features import ITEM_FEATURE, item_like_logodds
-    from recpipe.ctr_pipeline import ctr_data, fixed_subset, run_ctr
+    from recpipe.ctr.features import ITEM_FEATURE, item_like_logodds
+    from recpipe.ctr.pipeline import ctr_data, fixed_subset, run_ctr
 
     write_movielens_100k(tmp_path / "ml")
     data_args = CTRDataArguments(data_dir=str(tmp_path / "ml"), item_noun="movie", max_length=128)
@@ -447,7 +464,7 @@ def test_baselines_score_the_same_test_rows_with_the_wide_inputs():
     """Labels follow the item (even items liked) and so do the history marks: the item like rate — learned from
     the candidates' labels and the histories' marks — ranks the test rows almost perfectly, the history like rate
     (no item information) does not, and the logistic regression on both follows the item rate."""
-    from recpipe.ctr_baselines import ctr_baselines
+    from recpipe.ctr.baselines import ctr_baselines
 
     scores = ctr_baselines(examples(128), examples(64, seed=1))
     assert set(scores) == {"history_like_rate", "item_like_rate", "logistic_regression"}

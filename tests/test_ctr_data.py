@@ -1,37 +1,8 @@
-import datasets
 import numpy as np
 import pytest
+from helpers import make_tables, random_rows
 
-from recpipe.data import SourceTables
 from recpipe.data.ctr import CTR_FEATURES, CTRConfig, build_ctr_examples
-from recpipe.data.movielens import ITEM_FEATURES
-from recpipe.data.schema import INTERACTION_FEATURES
-
-
-def make_tables(rows, item_ids=None, ratings_feature=INTERACTION_FEATURES):
-    """``rows`` are ``(user, item, timestamp, rating)``; every item gets the title ``Movie <id>``."""
-    users, items, ts, ratings = zip(*rows)
-    item_ids = item_ids if item_ids is not None else sorted(set(items))
-    return SourceTables(
-        interactions=datasets.Dataset.from_dict(
-            {"user_id": users, "item_id": items, "timestamp": ts, "rating": ratings}, features=ratings_feature
-        ),
-        items=datasets.Dataset.from_dict(
-            {"item_id": item_ids, "title": [f"Movie {i}" for i in item_ids], "genres": [["Drama"]] * len(item_ids)},
-            features=ITEM_FEATURES,
-        ),
-        name="synthetic",
-    )
-
-
-def random_rows(n_users=30, per_user=20, n_items=60, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        chosen = rng.choice(n_items, size=per_user, replace=False)
-        times = rng.integers(0, 200, size=per_user)  # few distinct values: ties within and across users
-        rows += [(f"u{u}", f"i{i}", int(t), float(rng.integers(1, 6))) for i, t in zip(chosen, times)]
-    return rows
 
 
 def all_examples(dd):
@@ -176,7 +147,7 @@ def test_config_checks():
 def write_amazon_category(folder, users=8, items=20, per_user=9):
     """An Amazon 2023 category: integer star ratings, a malformed line, and one review of a product with no
     metadata."""
-    from test_amazon_readers import meta_2023, review_2023, write_lines
+    from helpers import meta_2023, review_2023, write_lines
 
     rng = np.random.default_rng(0)
     reviews, stars = [], {}
@@ -195,8 +166,8 @@ def test_amazon_recipe_builds_examples_with_four_stars_as_like(tmp_path):
     """The Amazon CTR recipe reads a 2023 category: like = rating >= 4, the product template, bad lines counted."""
     from pathlib import Path
 
-    from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
-    from recpipe.ctr_pipeline import ctr_data
+    from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+    from recpipe.ctr.pipeline import ctr_data
     from recpipe.data.schema import DataFormatError
     from recpipe.parser import RecipeParser
 

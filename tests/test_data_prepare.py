@@ -149,3 +149,16 @@ def test_cold_start_split_targets_never_occur_in_training():
         assert ex["history"] and not set(ex["history"]) & cold_targets
     again, _ = prepare(make_tables(rows), cfg)
     assert list(again["test_cold"]["target"]) == list(dd["test_cold"]["target"])  # seeded
+
+
+def test_prepared_data_is_current_only_for_the_same_config_and_source(tmp_path):
+    """One rule for `recpipe data prepare` and for training: a changed data_dir (or config) means stale data."""
+    from recpipe.data import current_stats, source_key
+
+    cfg = PrepareConfig(min_user_interactions=1, min_item_interactions=1)
+    source = source_key("movielens-100k", tmp_path / "raw")
+    prepare(make_tables(random_rows()), cfg, tmp_path / "out", source=source)
+    assert current_stats(tmp_path / "out", cfg, source)["source"] == source
+    assert current_stats(tmp_path / "out", cfg, source_key("movielens-100k", tmp_path / "other")) is None
+    assert current_stats(tmp_path / "out", PrepareConfig(min_user_interactions=1), source) is None
+    assert current_stats(tmp_path / "missing", cfg, source) is None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_resume import recipe
+from helpers import recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,13 +59,12 @@ def test_catalogue_encoding_is_split_across_processes(tiny_model_dir):
     import copy
 
     from conftest import NUM_ITEMS, item_text
-    from test_training import model_args
+    from helpers import model_args, rec_model
 
     from recpipe.collators import tokenize_items
-    from recpipe.modeling import build_model
 
-    model, tokenizer = build_model(model_args(tiny_model_dir, peft_type="none"), NUM_ITEMS, 10)
-    model.args.inference_dtype = "float32"
+    model, tokenizer = rec_model(model_args(tiny_model_dir, peft_type="none"))
+    model.model_config.inference_dtype = "float32"
     tokens = tokenize_items([item_text(i) for i in range(NUM_ITEMS)], tokenizer, 32)
     model.refresh_text_cache(tokens, batch_size=3)
     expected = model.text_cache.clone()

@@ -39,7 +39,7 @@ def test_flags_override_yaml_and_unknown_keys_fail(tmp_path):
 
 
 def test_encoder_learning_rate_gets_its_own_param_groups(tiny_model_dir, tmp_path):
-    from test_training import make_trainer, model_args
+    from helpers import make_trainer, model_args
 
     trainer, *_ = make_trainer(
         tiny_model_dir, tmp_path, margs=model_args(tiny_model_dir, peft_type="none"), encoder_learning_rate=1e-5

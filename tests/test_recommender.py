@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_training import model_args, training_args
+from helpers import model_args, training_args
 
 from recpipe.cli import main as cli
 from recpipe.configs import DataArguments
@@ -19,17 +19,11 @@ from recpipe.recommender import Recommender
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, tmp_path_factory):
-    import dataclasses
-
-    from conftest import synthetic_prepared
-
-    from recpipe.data.prepare import PrepareConfig
+    from conftest import save_prepared_as_current, synthetic_prepared
 
     tmp = tmp_path_factory.mktemp("trained")
     dd, stats = synthetic_prepared()
-    stats["config"] = dataclasses.asdict(PrepareConfig(max_history=10))
-    dd.save_to_disk(str(tmp / "prepared"))
-    (tmp / "prepared" / "stats.json").write_text(json.dumps(stats))
+    save_prepared_as_current(dd, stats, tmp / "prepared")
     margs = model_args(tiny_model_dir, use_item_ids=True, inference_dtype="bfloat16")
     args = training_args(tmp, max_steps=120, learning_rate=2e-2)
     metrics = run(DataArguments(max_history=10, prepared_dir=str(tmp / "prepared")), margs, args)

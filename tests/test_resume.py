@@ -7,38 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-
-def recipe(tmp_path: Path, tiny_model_dir: str, prepared_dir: str, output_dir: Path) -> Path:
-    config = {
-        "prepared_dir": prepared_dir,
-        "max_history": 10,
-        "model_name_or_path": tiny_model_dir,
-        "hidden_size": 16,
-        "user_layers": 1,
-        "user_dropout": 0.1,
-        "lora_target_modules": ["query", "value"],
-        "inference_dtype": "float32",
-        "output_dir": str(output_dir),
-        "max_steps": 60,
-        "per_device_train_batch_size": 8,
-        "learning_rate": 5e-3,
-        "mlm_weight": 0.3,
-        "max_fresh_items": 8,
-        "item_cache_refresh_steps": 7,  # not aligned with the checkpoints: the cache must be restored
-        "save_strategy": "steps",
-        "save_steps": 20,
-        "eval_strategy": "no",
-        "logging_steps": 5,
-        "report_to": "none",
-        "use_cpu": True,
-        "seed": 3,
-        "disable_tqdm": True,
-    }
-    path = tmp_path / f"{output_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+from helpers import recipe
 
 
 def train(config: Path, **popen):

@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
-from test_training import make_trainer
+from helpers import make_trainer
 
 from recpipe.cli import main as cli_main
-from recpipe.perturbations import TEXT_PERTURBATIONS, drop_history, perturb_texts
-from recpipe.robustness import RobustnessConfig, attacked_text_cache, robustness_report, to_markdown
+from recpipe.robustness.perturbations import TEXT_PERTURBATIONS, drop_history, perturb_texts
+from recpipe.robustness.report import RobustnessConfig, attacked_text_cache, robustness_report, to_markdown
 
 TEXTS = [
     "Title: Toy Story (1995). Genres: Animation, Children's, Comedy.",
@@ -123,4 +123,4 @@ def test_report_rows_markdown_and_cli(tiny_model_dir, tmp_path, prepared_dir):
 def _tokenizer(trainer):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(trainer.model.args.model_name_or_path)
+    return AutoTokenizer.from_pretrained(trainer.model.model_config.model_name_or_path)

@@ -6,65 +6,14 @@ import json
 import pytest
 import torch
 from conftest import NUM_ITEMS, item_text, synthetic_prepared
+from helpers import make_trainer, model_args, rec_model, training_args
 
-from recpipe.collators import FreshItemEncoder, PairCollator, SequenceCollator, make_windows, tokenize_items
-from recpipe.configs import DataArguments, ModelArguments, RecTrainingArguments
+from recpipe.collators import PairCollator
+from recpipe.configs import DataArguments
 from recpipe.evaluation import evaluate_split
-from recpipe.modeling import UserTower, build_model, load_checkpoint
+from recpipe.modeling import UserTower, load_checkpoint
 from recpipe.peft_utils import adalora_rank_budget
-from recpipe.pipeline import item_popularity, run, run_stage
-from recpipe.trainer import RecTrainer
-
-
-def model_args(tiny_model_dir, **kw):
-    base = dict(model_name_or_path=tiny_model_dir, hidden_size=16, user_layers=1, user_heads=2, user_dropout=0.0)
-    base["lora_target_modules"] = ["query", "value"]
-    base["inference_dtype"] = "float32"
-    base["similarity"] = "cos"
-    return ModelArguments(**{**base, **kw})
-
-
-def training_args(tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        max_steps=4,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=64,
-        learning_rate=5e-3,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        weight_decay=0.0,
-        max_fresh_items=16,
-        mlm_weight=0.5,
-        rel_weight=0.3,
-        temperature=0.05,
-        use_cpu=True,
-        seed=0,
-    )
-    return RecTrainingArguments(**{**base, **kw})
-
-
-def make_trainer(tiny_model_dir, tmp_path, margs=None, **targs):
-    dd, _ = synthetic_prepared()
-    margs = margs or model_args(tiny_model_dir)
-    args = training_args(tmp_path, **targs)
-    model, tokenizer = build_model(margs, NUM_ITEMS, 10, total_steps=args.max_steps)
-    from transformers import DataCollatorForLanguageModeling
-
-    tokens = tokenize_items(list(dd["items"]["text"]), tokenizer, 16) if tokenizer else None
-    mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3) if tokenizer else None
-    trainer = RecTrainer(
-        model=model,
-        args=args,
-        train_dataset=make_windows(dd["train"], 10),
-        eval_dataset=dd["valid"],
-        data_collator=SequenceCollator(FreshItemEncoder(tokens, mlm, args.max_fresh_items)),
-        item_tokens=tokens,
-        popularity=item_popularity(dd["train"], NUM_ITEMS),
-    )
-    return trainer, dd, tokens
+from recpipe.pipeline import run, train_stage
 
 
 def test_combined_loss_is_the_weighted_sum_of_logged_parts(tiny_model_dir, tmp_path):
@@ -125,12 +74,38 @@ def test_checkpoint_reloads_to_identical_scores(tiny_model_dir, tmp_path):
     trainer.save_model(str(tmp_path / "ckpt"))
     metrics = evaluate_split(trainer.model, dd["test"], tokens, prefix="test_")
     model, _, config = load_checkpoint(tmp_path / "ckpt")
-    assert config["num_items"] == NUM_ITEMS
+    assert config["model_config"]["num_items"] == NUM_ITEMS
+    assert "init_from" not in config["model_config"]  # the model config holds no command-line-only flag
     again = evaluate_split(model, dd["test"], tokens, prefix="test_")
     assert metrics == again
     from recpipe.evaluation import item_vectors
 
     assert torch.equal(item_vectors(trainer.model, tokens), item_vectors(model, tokens))
+
+
+def test_checkpoint_of_the_old_format_still_loads(tiny_model_dir, tmp_path):
+    """Checkpoints written before the model config stored the command-line ModelArguments (`model_args`) and
+    num_items / max_history at the top level; they load to the same scores."""
+    import dataclasses
+    import shutil
+
+    trainer, dd, tokens = make_trainer(tiny_model_dir, tmp_path, eval_strategy="no", max_steps=2)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "new"))
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    saved = json.loads((tmp_path / "new" / "recpipe_config.json").read_text())
+    legacy = {k: v for k, v in saved.items() if k != "model_config"}
+    legacy.update(
+        model_args=dataclasses.asdict(model_args(tiny_model_dir)),
+        num_items=NUM_ITEMS,
+        max_history=10,
+        stage="finetune",
+    )
+    (tmp_path / "old" / "recpipe_config.json").write_text(json.dumps(legacy))
+    old, _, _ = load_checkpoint(tmp_path / "old")
+    new, _, _ = load_checkpoint(tmp_path / "new")
+    assert old.model_config == new.model_config
+    assert evaluate_split(old, dd["test"], tokens) == evaluate_split(new, dd["test"], tokens)
 
 
 def test_user_tower_train_and_eval_modes_agree_without_dropout():
@@ -171,9 +146,9 @@ def test_pretraining_lowers_heldout_mlm_loss(tiny_model_dir, tmp_path):
     margs = model_args(tiny_model_dir, peft_type="none")
     args = training_args(tmp_path, max_steps=40, learning_rate=1e-2, mlm_weight=1.0, rel_weight=0.5)
     data_args = DataArguments(max_history=10, prepared_dir=str(tmp_path / "unused"))
-    model0, tokenizer = build_model(margs, NUM_ITEMS, 10)
+    model0, tokenizer = rec_model(margs)
     before = heldout_mlm_loss(model0, tokenizer, heldout)
-    trainer, _ = run_stage("pretrain", data_args, margs, args, dd, stats)
+    trainer, _ = train_stage("pretrain", data_args, margs, args, dd, stats)
     after = heldout_mlm_loss(trainer.model, tokenizer, heldout)
     assert after < before - 0.3, (before, after)
     logs = [h for h in trainer.state.log_history if "mlm_loss" in h]
@@ -210,17 +185,12 @@ def test_pipeline_end_to_end_learns_and_saves(tiny_model_dir, tmp_path, prepared
 
 
 def test_pipeline_reports_the_cold_split_beside_the_warm_one(tiny_model_dir, tmp_path):
-    import dataclasses
-
-    from recpipe.data.prepare import PrepareConfig
+    from conftest import save_prepared_as_current
 
     dd, stats = synthetic_prepared()
     dd["test_cold"] = dd["test"].select(range(10))
-    stats["config"] = dataclasses.asdict(PrepareConfig(max_history=10))
-    dd.save_to_disk(str(tmp_path / "prepared"))
-    (tmp_path / "prepared" / "stats.json").write_text(json.dumps(stats))
     metrics = run(
-        DataArguments(max_history=10, prepared_dir=str(tmp_path / "prepared")),
+        DataArguments(max_history=10, prepared_dir=save_prepared_as_current(dd, stats, tmp_path / "prepared")),
         model_args(tiny_model_dir),
         training_args(tmp_path, max_steps=2),
     )

@@ -4,7 +4,7 @@ import glob
 import json
 from pathlib import Path
 
-from test_training import model_args, training_args
+from helpers import model_args, training_args
 from wandb_records import history_rows, records
 
 from recpipe.configs import DataArguments

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from recpipe.data.fetch import EMBEDDED, dataset_dir, fetch
-from recpipe.data.prepare import PrepareConfig, load_prepared, prepare
+from recpipe.data.prepare import PrepareConfig, current_stats, load_prepared, prepare, source_key
 from recpipe.data.schema import DataFormatError, SourceTables
+from recpipe.errors import InvalidInputError
 
 DATASETS = ("movielens-100k", "movielens-1m", "amazon2023", "amazon2018", "generic")
 
@@ -34,7 +35,7 @@ def load_source(
         from recpipe.data.amazon import find_amazon_files, read_amazon_2018, read_amazon_2023
 
         if data_dir is None or category is None:
-            raise ValueError(f"{dataset} needs data_dir and category (e.g. category='All_Beauty')")
+            raise InvalidInputError(f"{dataset} needs data_dir and category (e.g. category='All_Beauty')")
         version = int(dataset[-4:])
         reviews, meta = find_amazon_files(data_dir, category, version=version)
         reader = read_amazon_2023 if version == 2023 else read_amazon_2018
@@ -43,7 +44,7 @@ def load_source(
         from recpipe.data.generic import read_generic
 
         return read_generic(on_bad_record=on_bad_record, **generic_kwargs)
-    raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    raise InvalidInputError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
 
 
 def default_template(dataset: str) -> str:
@@ -55,10 +56,12 @@ __all__ = [
     "DataFormatError",
     "PrepareConfig",
     "SourceTables",
+    "current_stats",
     "dataset_dir",
     "default_template",
     "fetch",
     "load_prepared",
     "load_source",
     "prepare",
+    "source_key",
 ]

@@ -25,6 +25,7 @@ from recpipe.data.schema import (
     parse_rating,
     require_text,
 )
+from recpipe.errors import InvalidInputError, MissingInputError
 
 AMAZON_2023_URL = "https://amazon-reviews-2023.github.io/"
 AMAZON_2018_URL = "https://nijianmo.github.io/amazon/"
@@ -152,7 +153,7 @@ def _read_amazon(
     for path in (reviews_path, meta_path):
         if not os.path.exists(path):
             url = AMAZON_2023_URL if version == 2023 else AMAZON_2018_URL
-            raise FileNotFoundError(f"{path}: no such file (Amazon Reviews {version} files are at {url})")
+            raise MissingInputError(f"{path}: no such file (Amazon Reviews {version} files are at {url})")
     interactions, skipped = build_dataset(
         _review_rows,
         reviews_path,
@@ -251,7 +252,7 @@ def find_amazon_files(data_dir: str | os.PathLike, category: str, version: int =
         download them.
     """
     if version not in (2018, 2023):
-        raise ValueError(f"version must be 2023 or 2018, got {version!r}")
+        raise InvalidInputError(f"version must be 2023 or 2018, got {version!r}")
     data_dir = Path(data_dir)
     ext = ".jsonl" if version == 2023 else ".json"
     meta_category = category[:-2] if version == 2018 and category.endswith("_5") else category
@@ -279,7 +280,7 @@ def find_amazon_files(data_dir: str | os.PathLike, category: str, version: int =
         )
     present = sorted(p.name for p in data_dir.glob("*.json*")) if data_dir.is_dir() else []
     there = f" {data_dir} holds {present[:20]}." if present else f" {data_dir} has no JSON files."
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"Amazon Reviews {version} category {category!r}: missing {' and '.join(missing)}. {how} and put them in "
         f"{data_dir}/, gzipped or not.{there}"
     )

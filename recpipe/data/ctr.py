@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from recpipe.data.schema import SourceTables
 from recpipe.data.templates import TEMPLATES, render_item_text
+from recpipe.errors import InvalidInputError
 
 CTR_FEATURES = datasets.Features(
     {
@@ -81,29 +82,29 @@ class CTRConfig:
     def __post_init__(self):
         self.split_ratios = tuple(float(r) for r in self.split_ratios)
         if len(self.split_ratios) != 3 or min(self.split_ratios) < 0 or self.split_ratios[0] <= 0:
-            raise ValueError(f"split_ratios must be 3 shares (train > 0, others >= 0), got {self.split_ratios}")
+            raise InvalidInputError(f"split_ratios must be 3 shares (train > 0, others >= 0), got {self.split_ratios}")
         if abs(sum(self.split_ratios) - 1) > 1e-6:
-            raise ValueError(f"split_ratios must sum to 1, got {self.split_ratios}")
+            raise InvalidInputError(f"split_ratios must sum to 1, got {self.split_ratios}")
         if self.history_len < 1 or self.min_history < 0:
-            raise ValueError("history_len must be >= 1 and min_history >= 0")
+            raise InvalidInputError("history_len must be >= 1 and min_history >= 0")
         if self.train_shots is not None and self.train_shots < 1:
-            raise ValueError(f"train_shots must be >= 1 or None, got {self.train_shots}")
+            raise InvalidInputError(f"train_shots must be >= 1 or None, got {self.train_shots}")
         if self.template not in TEMPLATES:
-            raise ValueError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
+            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
 
 
 def _check_ratings(df: pd.DataFrame, name: str) -> None:
     if "rating" not in df.columns:
-        raise ValueError(f"{name}: the interactions have no rating column; the CTR task needs explicit ratings")
+        raise InvalidInputError(f"{name}: the interactions have no rating column; the CTR task needs explicit ratings")
     missing = df["rating"].isna()
     if missing.any():
         row = int(missing.to_numpy().argmax())
-        raise ValueError(
+        raise InvalidInputError(
             f"{name}: {int(missing.sum())} interactions have no rating (first at row {row}); "
             "the CTR task needs explicit ratings"
         )
     if df["rating"].nunique() == 1:
-        raise ValueError(
+        raise InvalidInputError(
             f"{name}: every rating is {df['rating'].iloc[0]}, which looks like implicit feedback (read_generic "
             "sets 1.0 when the file has no rating column); the CTR task needs explicit ratings"
         )
@@ -126,12 +127,14 @@ def _few_shot(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
     misses a class and ``shots >= 2``, its last pick is swapped for the earliest example of the missing class in
     the same permutation, so the sample is deterministic and holds both classes."""
     if shots > len(labels):
-        raise ValueError(f"train_shots={shots} exceeds the {len(labels)} training examples")
+        raise InvalidInputError(f"train_shots={shots} exceeds the {len(labels)} training examples")
     order = np.random.default_rng(seed).permutation(len(labels))
     chosen = order[:shots].copy()
     if shots >= 2:
         if len(np.unique(labels)) < 2:
-            raise ValueError(f"the training examples hold one class only (label {labels[0]}); few-shot needs both")
+            raise InvalidInputError(
+                f"the training examples hold one class only (label {labels[0]}); few-shot needs both"
+            )
         present = np.unique(labels[chosen])
         if len(present) == 1:
             missing_class = 1 - present[0]
@@ -185,10 +188,12 @@ def build_ctr_examples(tables: SourceTables, config: CTRConfig) -> tuple[dataset
     start_time = time.perf_counter()
     df = tables.interactions.to_pandas()
     if df.empty:
-        raise ValueError(f"{tables.name}: no interactions")
+        raise InvalidInputError(f"{tables.name}: no interactions")
     _check_ratings(df, tables.name)
     if "title" not in tables.items.column_names:
-        raise ValueError(f"{tables.name}: the items table has no title column (has {tables.items.column_names})")
+        raise InvalidInputError(
+            f"{tables.name}: the items table has no title column (has {tables.items.column_names})"
+        )
     skipped: dict[str, int] = {}
     users_input = int(df["user_id"].nunique())
     df["row"] = np.arange(len(df))
@@ -220,7 +225,7 @@ def build_ctr_examples(tables: SourceTables, config: CTRConfig) -> tuple[dataset
     eligible = np.flatnonzero(frame["position"] >= config.min_history)
     skipped["short_history"] = int(len(df) - len(eligible))
     if len(eligible) == 0:
-        raise ValueError(
+        raise InvalidInputError(
             f"{tables.name}: no interaction has {config.min_history} earlier ones (from {len(df)}); lower min_history"
         )
     # Global chronological order; among equal timestamps, the input row order (which agrees with each user's order).

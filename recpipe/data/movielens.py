@@ -15,6 +15,7 @@ import datasets
 import pandas as pd
 
 from recpipe.data.schema import INTERACTION_FEATURES, DataFormatError, SourceTables
+from recpipe.errors import MissingInputError
 
 # u.genre of ML-100K, in the order of u.item's 19 flag columns.
 ML100K_GENRES = (
@@ -49,7 +50,7 @@ def _interactions(df: pd.DataFrame, path: Path, header_lines: int = 0) -> datase
 
 def _read_table(path: Path, sep: str, names: list[str] | None, encoding: str = "utf-8", header: int | None = 0):
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     try:
         return pd.read_csv(
             path,
@@ -141,7 +142,7 @@ def read_movielens(data_dir: str | os.PathLike) -> SourceTables:
     if inters:
         inter = inters[0]
         return read_recbole_atomic(inter, inter.with_suffix(".item"))
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{data_dir} holds no MovieLens files (expected u.data+u.item, ratings.dat+movies.dat, or RecBole "
         f"*.inter+*.item); run `recpipe data fetch movielens-100k` first"
     )

@@ -38,6 +38,7 @@ import pandas as pd
 
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.data.templates import TEMPLATES, render_item_text
+from recpipe.errors import InvalidInputError, MissingInputError
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +75,17 @@ class PrepareConfig:
 
     def __post_init__(self):
         if self.split not in ("leave_one_out", "temporal"):
-            raise ValueError(f"split must be 'leave_one_out' or 'temporal', got {self.split!r}")
+            raise InvalidInputError(f"split must be 'leave_one_out' or 'temporal', got {self.split!r}")
         if self.template not in TEMPLATES:
-            raise ValueError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
+            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
         if self.min_user_interactions < 1 or self.min_item_interactions < 1 or self.max_history < 1:
-            raise ValueError("min_user_interactions, min_item_interactions and max_history must be >= 1")
+            raise InvalidInputError("min_user_interactions, min_item_interactions and max_history must be >= 1")
         if not 0 <= self.cold_item_fraction < 1:
-            raise ValueError("cold_item_fraction must lie in [0, 1)")
+            raise InvalidInputError("cold_item_fraction must lie in [0, 1)")
         if self.cold_item_fraction and self.split != "leave_one_out":
-            raise ValueError("the cold-start split is defined for split: leave_one_out")
+            raise InvalidInputError("the cold-start split is defined for split: leave_one_out")
         if not 0 < self.valid_fraction + self.test_fraction < 1:
-            raise ValueError("valid_fraction + test_fraction must lie in (0, 1)")
+            raise InvalidInputError("valid_fraction + test_fraction must lie in (0, 1)")
 
 
 def k_core(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
@@ -180,8 +181,29 @@ def _temporal(df: pd.DataFrame, cfg: PrepareConfig) -> tuple[dict, dict, dict, d
     return train, valid, test, info
 
 
-def prepare(tables: SourceTables, cfg: PrepareConfig, output_dir: str | os.PathLike | None = None):
+def source_key(dataset: str, data_dir: str | os.PathLike | None = None, category: str | None = None) -> dict:
+    """What the raw files were read from, as ``stats.json`` records it (``source``)."""
+    return {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "category": category}
+
+
+def current_stats(output_dir: str | os.PathLike, cfg: PrepareConfig, source: dict) -> dict | None:
+    """The stats of the prepared data in ``output_dir`` if it is current — prepared with this configuration from this
+    source — else None. The one rule, for ``recpipe data prepare`` and for training alike."""
+    path = Path(output_dir) / "stats.json"
+    if not path.is_file():
+        return None
+    stats = json.loads(path.read_text())
+    return stats if stats.get("config") == asdict(cfg) and stats.get("source") == source else None
+
+
+def prepare(
+    tables: SourceTables,
+    cfg: PrepareConfig,
+    output_dir: str | os.PathLike | None = None,
+    source: dict | None = None,
+):
     """Filter, order, split and render ``tables``; save to ``output_dir`` (with ``stats.json``) when given.
+    ``source`` (see ``source_key``) is recorded in the stats: ``current_stats`` compares it.
 
     Returns:
         ``(DatasetDict, stats)``.
@@ -312,6 +334,7 @@ def prepare(tables: SourceTables, cfg: PrepareConfig, output_dir: str | os.PathL
     }
     stats["tie_break"] = TIE_BREAK
     stats["config"] = asdict(cfg)
+    stats["source"] = source
     stats["seconds"] = round(time.perf_counter() - start, 3)
     if empty_text:
         logger.warning("%d catalogue items have no text; text-based models see an empty string for them", empty_text)
@@ -330,7 +353,7 @@ def load_prepared(path: str | os.PathLike) -> tuple[datasets.DatasetDict, dict]:
     """Load a prepared ``DatasetDict`` and its stats; the message says how to make one when it is missing."""
     path = Path(path)
     if not (path / "stats.json").is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} holds no prepared dataset; run `recpipe data prepare --dataset NAME --output-dir {path}`"
         )
     return datasets.load_from_disk(str(path)), json.loads((path / "stats.json").read_text())

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import datasets
 
+from recpipe.errors import InvalidInputError, MissingInputError
+
 BadRecordPolicy = Literal["error", "skip"]
 
 INTERACTION_FEATURES = datasets.Features(
@@ -39,7 +41,7 @@ INTERACTION_FEATURES = datasets.Features(
 MILLISECONDS_THRESHOLD = 100_000_000_000
 
 
-class DataFormatError(ValueError):
+class DataFormatError(InvalidInputError):
     """Raised for input that cannot be read; names the file, the line (1-based) and the problem."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):
@@ -57,7 +59,7 @@ class BadRecords:
 
     def __post_init__(self):
         if self.policy not in ("error", "skip"):
-            raise ValueError(f"on_bad_record must be 'error' or 'skip', got {self.policy!r}")
+            raise InvalidInputError(f"on_bad_record must be 'error' or 'skip', got {self.policy!r}")
 
     def report(self, kind: str, path: str | os.PathLike, line: int | None, message: str) -> None:
         """Raise for this record, or count it under ``kind`` when skipping."""
@@ -90,7 +92,7 @@ def iter_json_lines(path: str | os.PathLike, bad: BadRecords) -> Iterator[tuple[
     or corrupt gzip stream is always an error (the rest of the file cannot be read), naming the last good line.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     line_no = 0
     with open_text(path) as f:
         try:

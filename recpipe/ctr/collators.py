@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from recpipe.ctr_features import wide_features
+from recpipe.ctr.features import wide_features
+from recpipe.errors import InvalidInputError
 
 INSTRUCTION = (
     "Given the user's preference and unpreference, identify whether the user will like the target {noun} "
@@ -113,7 +114,9 @@ class PromptCollator:
                 break
             keep -= 1  # drop the oldest history item and try again
         if len(ids) > self.max_length:
-            raise ValueError(f"a prompt without any history is {len(ids)} tokens > max_length {self.max_length}")
+            raise InvalidInputError(
+                f"a prompt without any history is {len(ids)} tokens > max_length {self.max_length}"
+            )
         labels = [-100] * len(ids)
         if self.lm_labels:
             for k, (start, end) in enumerate(enc["offset_mapping"]):
@@ -123,7 +126,7 @@ class PromptCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         if self.lm_labels and not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError("lm_weight > 0 needs a fast tokenizer (character offsets of the item titles)")
+            raise InvalidInputError("lm_weight > 0 needs a fast tokenizer (character offsets of the item titles)")
         encoded = [self._encode(r) for r in rows]
         width = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id

@@ -2,7 +2,7 @@
 
 Perturbations (each at every severity, with a fixed seed):
 
-- item text: ``char_typos``, ``word_dropout``, ``word_swap``, ``casing``, ``truncation`` (``recpipe.perturbations``),
+- item text: ``char_typos``, ``word_dropout``, ``word_swap``, ``casing``, ``truncation`` (:mod:`.perturbations`),
   applied to the whole catalogue's text, which is then re-encoded;
 - ``drop_history``: items removed from the users' input histories (still excluded from the ranking as known items);
 - ``embedding_attack``: a white-box first-order attack. The gradient of the split's next-item loss (the targets are
@@ -25,10 +25,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from recpipe.adversarial import EmbeddingPerturbation, input_embeddings
 from recpipe.collators import EvalCollator, tokenize_items
+from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split
-from recpipe.perturbations import TEXT_PERTURBATIONS, drop_history, perturb_texts
+from recpipe.modeling import length_sorted_batches
+from recpipe.robustness.adversarial import EmbeddingPerturbation, input_embeddings, unit
+from recpipe.robustness.perturbations import TEXT_PERTURBATIONS, drop_history, perturb_texts
 
 logger = logging.getLogger(__name__)
 HISTORY_PERTURBATIONS = ("drop_history",)
@@ -47,13 +49,9 @@ class RobustnessConfig:
     def __post_init__(self):
         unknown = sorted(set(self.perturbations) - set(ALL_PERTURBATIONS))
         if unknown:
-            raise ValueError(f"unknown perturbations {unknown}; choose from {list(ALL_PERTURBATIONS)}")
+            raise InvalidInputError(f"unknown perturbations {unknown}; choose from {list(ALL_PERTURBATIONS)}")
         if not self.severities or not all(0 < s <= 1 for s in self.severities):
-            raise ValueError(f"severities must lie in (0, 1], got {self.severities}")
-
-
-def _unit(g: torch.Tensor) -> torch.Tensor:
-    return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            raise InvalidInputError(f"severities must lie in (0, 1], got {self.severities}")
 
 
 def attacked_text_cache(
@@ -82,20 +80,14 @@ def attacked_text_cache(
     # 2. chain it into each item's input word embeddings, step to the ε-ball's edge, re-encode
     perturbation = EmbeddingPerturbation(input_embeddings(model.encoder))
     attacked = model.text_cache.detach().clone()
-    ids, mask = item_tokens["input_ids"], item_tokens["attention_mask"]
-    order = torch.argsort(mask.sum(1), descending=True)
-    use_bf16 = model.args.inference_dtype == "bfloat16"
     try:
-        for rows in torch.split(order, batch_size):
-            width = int(mask[rows].sum(1).max())
-            batch_ids, batch_mask = ids[rows, :width].to(device), mask[rows, :width].to(device)
+        for rows in length_sorted_batches(item_tokens["attention_mask"], batch_size):
             with torch.enable_grad(), perturbation.probe():
-                pooled, _ = model.encode_text(batch_ids, batch_mask)
+                pooled = model.encode_items(item_tokens, rows, autocast=False)
                 (grad,) = torch.autograd.grad(pooled, perturbation.delta, grad_outputs=grad_text[rows.to(device) + 1])
-            delta = epsilon * perturbation.token_norms * _unit(grad.float())
+            delta = epsilon * perturbation.token_norms * unit(grad.float())
             with torch.no_grad(), perturbation.apply(delta):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    pooled, _ = model.encode_text(batch_ids, batch_mask)
+                pooled = model.encode_items(item_tokens, rows)
             attacked[rows.to(device) + 1] = pooled.to(attacked.dtype)
     finally:
         perturbation.remove()
@@ -117,7 +109,7 @@ def robustness_report(
     """Rows of (perturbation, severity, metric, clean, perturbed, drop_pct) for a prepared DatasetDict."""
     split = dataset[config.split]
     texts = list(dataset["items"]["text"])
-    use_text = model.args.use_text and tokenizer is not None
+    use_text = model.model_config.use_text and tokenizer is not None
     tokens = tokenize_items(texts, tokenizer, max_text_length) if use_text else None
     prefix = f"{config.split}_"
     wanted = [f"{prefix}{m}" for m in config.metrics]
@@ -127,7 +119,7 @@ def robustness_report(
         values = evaluate_split(model, split_, tokens_, ks, exclude_history, batch_size, prefix, refresh=refresh)
         missing = [m for m in wanted if m not in values]
         if missing:
-            raise ValueError(f"metrics {missing} are not computed; available: {sorted(values)}")
+            raise InvalidInputError(f"metrics {missing} are not computed; available: {sorted(values)}")
         return {m: values[m] for m in wanted}
 
     clean = metrics_of(split, tokens)

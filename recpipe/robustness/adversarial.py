@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from recpipe.errors import InvalidInputError
+
 
 class EmbeddingPerturbation:
     """A forward hook on an encoder's input embeddings. Inside ``probe()`` each forward adds a zero tensor that
@@ -65,7 +67,8 @@ def input_embeddings(encoder: nn.Module) -> nn.Module:
     return encoder.get_input_embeddings()
 
 
-def _unit(g: torch.Tensor) -> torch.Tensor:
+def unit(g: torch.Tensor) -> torch.Tensor:
+    """``g`` scaled to unit norm along its last dimension (zero stays zero)."""
     return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -87,15 +90,15 @@ def adversarial_delta(
     radius = epsilon * token_norms
     (grad,) = torch.autograd.grad(first_loss, probe_delta, retain_graph=True)
     if method == "fgm":
-        return (radius * _unit(grad.float())).detach()
+        return (radius * unit(grad.float())).detach()
     if method != "pgd":
-        raise ValueError(f"unknown adversarial method {method!r}: use fgm or pgd")
+        raise InvalidInputError(f"unknown adversarial method {method!r}: use fgm or pgd")
     delta = torch.zeros_like(grad, dtype=torch.float32)
     for step in range(steps):
         if step > 0:
             delta.requires_grad_(True)
             (grad,) = torch.autograd.grad(loss_at(delta), delta)
-        delta = delta.detach() + alpha * token_norms * _unit(grad.float())
+        delta = delta.detach() + alpha * token_norms * unit(grad.float())
         # projection onto each token's ball of radius ε‖e_t‖
         delta = delta * (radius / delta.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
     return delta.detach()

@@ -12,6 +12,8 @@ import random
 import string
 from collections.abc import Callable, Sequence
 
+from recpipe.errors import InvalidInputError
+
 # characters a typo may introduce: lower-case letters, as a keyboard slip would
 _LETTERS = string.ascii_lowercase
 
@@ -85,9 +87,9 @@ TEXT_PERTURBATIONS: dict[str, Callable[[str, float, random.Random], str]] = {
 def perturb_texts(texts: Sequence[str], name: str, severity: float, seed: int) -> list[str]:
     """``TEXT_PERTURBATIONS[name]`` applied to every text, deterministically given ``seed``."""
     if name not in TEXT_PERTURBATIONS:
-        raise ValueError(f"unknown text perturbation {name!r}; choose from {sorted(TEXT_PERTURBATIONS)}")
+        raise InvalidInputError(f"unknown text perturbation {name!r}; choose from {sorted(TEXT_PERTURBATIONS)}")
     if not 0 <= severity <= 1:
-        raise ValueError(f"severity must lie in [0, 1], got {severity}")
+        raise InvalidInputError(f"severity must lie in [0, 1], got {severity}")
     if severity == 0:
         return list(texts)
     fn = TEXT_PERTURBATIONS[name]
@@ -97,7 +99,7 @@ def perturb_texts(texts: Sequence[str], name: str, severity: float, seed: int) -
 def drop_history(histories: Sequence[Sequence[int]], severity: float, seed: int) -> list[list[int]]:
     """Each history item is dropped with probability ``severity``; the most recent item always stays."""
     if not 0 <= severity <= 1:
-        raise ValueError(f"severity must lie in [0, 1], got {severity}")
+        raise InvalidInputError(f"severity must lie in [0, 1], got {severity}")
     out = []
     for i, history in enumerate(histories):
         rng = _rng(seed, "drop_history", i)

@@ -1,4 +1,5 @@
-"""The stages that work on a saved checkpoint: ``evaluate``, ``export`` and ``robustness``.
+"""The checkpoint stages: the entries of ``stages`` that work on a saved checkpoint, ``evaluate``, ``export`` and
+``robustness`` (the training stages, ``pretrain`` and ``finetune``, are in :mod:`recpipe.pipeline`).
 
 ``recpipe evaluate|export|robustness`` call them, and so does a recipe whose ``stages`` list them after (or without)
 ``finetune`` — on ``output_dir``, so a stage can run in the same launch as training or later on its own.
@@ -9,18 +10,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from recpipe.collators import tokenize_items
+from recpipe.data import load_prepared
+from recpipe.errors import InvalidInputError
+from recpipe.evaluation import evaluate_split, item_popularity, item_vectors, user_vectors
+from recpipe.modeling import load_checkpoint
+from recpipe.robustness import log_to_wandb, robustness_report, write_robustness
 
 
 def load_for_evaluation(checkpoint, prepared_dir=None):
     """(model, tokenizer, checkpoint config, prepared DatasetDict, tokenized item text, training arguments)."""
-    from recpipe.data import load_prepared
-    from recpipe.modeling import load_checkpoint
-
     model, tokenizer, config = load_checkpoint(checkpoint)
     dd, _ = load_prepared(prepared_dir or config["data_args"]["prepared_dir"])
     texts = list(dd["items"]["text"])
-    tokens = tokenize_items(texts, tokenizer, model.args.max_text_length) if tokenizer else None
+    tokens = tokenize_items(texts, tokenizer, model.model_config.max_text_length) if tokenizer else None
     args_path = Path(checkpoint) / "training_args.json"
     train_cfg = json.loads(args_path.read_text()) if args_path.is_file() else {}
     return model, tokenizer, config, dd, tokens, train_cfg
@@ -28,12 +34,9 @@ def load_for_evaluation(checkpoint, prepared_dir=None):
 
 def evaluate_checkpoint(checkpoint, split: str = "test", prepared_dir=None, output=None) -> tuple[dict, Path]:
     """Full-ranking metrics of a checkpoint on a split, with the protocol it was trained under; written as JSON."""
-    from recpipe.evaluation import evaluate_split
-    from recpipe.pipeline import item_popularity
-
     model, _, _, dd, tokens, train_cfg = load_for_evaluation(checkpoint, prepared_dir)
     if split not in dd:
-        raise ValueError(f"the prepared data has no {split!r} split; it has {sorted(dd)}")
+        raise InvalidInputError(f"the prepared data has no {split!r} split; it has {sorted(dd)}")
     metrics = evaluate_split(
         model,
         dd[split],
@@ -52,11 +55,6 @@ def evaluate_checkpoint(checkpoint, split: str = "test", prepared_dir=None, outp
 
 def export_embeddings(checkpoint, output_dir=None, prepared_dir=None) -> Path:
     """Item and known-user embeddings as Parquet and NumPy (a user = the state after their whole known sequence)."""
-    import numpy as np
-    import pandas as pd
-
-    from recpipe.evaluation import item_vectors, user_vectors
-
     model, _, _, dd, tokens, _ = load_for_evaluation(checkpoint, prepared_dir)
     out = Path(output_dir or Path(checkpoint) / "embeddings")
     out.mkdir(parents=True, exist_ok=True)
@@ -81,15 +79,13 @@ def export_embeddings(checkpoint, output_dir=None, prepared_dir=None) -> Path:
 def robustness_of_checkpoint(checkpoint, config, output_dir=None, prepared_dir=None) -> tuple[list[dict], list[Path]]:
     """The robustness report of a checkpoint (``recpipe.robustness``), written beside it (or to ``output_dir``) and
     logged to the active W&B run, if any."""
-    from recpipe.robustness import log_to_wandb, robustness_report, write_robustness
-
     model, tokenizer, _, dd, _, train_cfg = load_for_evaluation(checkpoint, prepared_dir)
     rows = robustness_report(
         model,
         dd,
         tokenizer,
         config,
-        max_text_length=model.args.max_text_length,
+        max_text_length=model.model_config.max_text_length,
         ks=train_cfg.get("eval_ks", [5, 10, 20]),
         exclude_history=train_cfg.get("exclude_history", True),
         batch_size=train_cfg.get("per_device_eval_batch_size", 256),

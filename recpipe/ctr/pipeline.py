@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 
-from transformers import DataCollatorForLanguageModeling, set_seed
+from transformers import set_seed
 
-from recpipe.checkpointing import last_complete_checkpoint
-from recpipe.configs import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
-from recpipe.ctr_collators import CrossEncoderCollator, PromptCollator
-from recpipe.ctr_features import add_item_like_logodds
-from recpipe.ctr_models import build_ctr_model
-from recpipe.ctr_trainer import CTRTrainer
+from recpipe.base import mlm_collator
+from recpipe.ctr.collators import CrossEncoderCollator, PromptCollator
+from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRModelConfig, CTRTrainingArguments
+from recpipe.ctr.features import add_item_like_logodds
+from recpipe.ctr.modeling import build_ctr_model
+from recpipe.ctr.trainer import CTRTrainer
 from recpipe.data import load_source
 from recpipe.data.ctr import CTRConfig, build_ctr_examples
 
@@ -42,20 +41,10 @@ def fixed_subset(split, n: int | None, seed: int = 0):
 def collators(model_args: CTRModelArguments, data_args: CTRDataArguments, args: CTRTrainingArguments, tokenizer):
     """(training collator, evaluation collator): masking or LM targets only in training."""
     if model_args.model_family == "encoder":
-        mlm = None
-        if args.mlm_weight > 0:
-            mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=args.mlm_probability)
-        train = CrossEncoderCollator(tokenizer, data_args.max_length, mlm, seed=args.seed)
+        train = CrossEncoderCollator(tokenizer, data_args.max_length, mlm_collator(tokenizer, args), seed=args.seed)
         return train, CrossEncoderCollator(tokenizer, data_args.max_length)
     train = PromptCollator(tokenizer, data_args.item_noun, data_args.max_length, lm_labels=args.lm_weight > 0)
     return train, PromptCollator(tokenizer, data_args.item_noun, data_args.max_length)
-
-
-def total_steps(args: CTRTrainingArguments, train_examples: int) -> int:
-    if args.max_steps > 0:
-        return args.max_steps
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    return max(1, math.ceil(train_examples / per_step) * math.ceil(args.num_train_epochs))
 
 
 def print_ctr_summary(metrics: dict, output_dir: str, prefix: str = "test_") -> None:
@@ -73,14 +62,13 @@ def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CT
     item_table = None
     if model_args.item_feature:
         dd, item_table = add_item_like_logodds(dd)
-    model, tokenizer = build_ctr_model(model_args, total_steps(args, len(dd["train"])))
-    backbone = getattr(model, "encoder", None) or model.lm
-    if hasattr(backbone, "print_trainable_parameters"):
-        backbone.print_trainable_parameters()
+    model, tokenizer = build_ctr_model(CTRModelConfig.from_arguments(model_args), args.total_steps(len(dd["train"])))
+    if hasattr(model.backbone, "print_trainable_parameters"):
+        model.backbone.print_trainable_parameters()
     train_collator, eval_collator = collators(model_args, data_args, args, tokenizer)
-    config = {"data_args": dataclasses.asdict(data_args), "data_stats": stats}
+    extra_config = {"data_args": dataclasses.asdict(data_args), "data_stats": stats}
     if item_table is not None:  # new rows need the training counts to get their item like rate
-        config["item_like_table"] = item_table
+        extra_config["item_like_table"] = item_table
     trainer = CTRTrainer(
         model=model,
         args=args,
@@ -89,13 +77,9 @@ def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CT
         data_collator=train_collator,
         eval_collator=eval_collator,
         processing_class=tokenizer,
-        ctr_config=config,
+        extra_config=extra_config,
     )
-    last = last_complete_checkpoint(args.output_dir) if args.resume else None
-    result = trainer.train(resume_from_checkpoint=last)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_model(args.output_dir)
-    trainer.save_state()
+    trainer.train_and_save()
     test = fixed_subset(dd["test"], data_args.max_test_examples, args.seed)
     metrics = trainer.evaluate(test, metric_key_prefix="test")
     trainer.save_metrics("test", metrics)

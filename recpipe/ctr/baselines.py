@@ -2,7 +2,7 @@
 
 - ``history_like_rate``: p(like) = the share of likes in the example's own history (smoothed); needs no training.
 - ``item_like_rate``: the candidate's like rate among the training examples' marks (labels and history marks),
-  shrunk towards the overall rate (:mod:`recpipe.ctr_features`).
+  shrunk towards the overall rate (:mod:`recpipe.ctr.features`).
 - ``logistic_regression``: scikit-learn's logistic regression on the models' wide-term inputs, the log-odds of the
   history like rate and of the item like rate (cross-fitted by user on the training rows, so a row never sees its
   own label): the wide term alone, without the text.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recpipe.ctr_features import (
+from recpipe.ctr.features import (
     cross_fitted_item_like_rate,
     history_like_rate,
     item_like_counts,

@@ -9,7 +9,7 @@
   same prompt (the template's words are masked out of it).
 
 With ``history_feature`` / ``item_feature`` both add ``w · like-rate log-odds + b`` (``WideTerm``, starting at zero;
-the history's and/or the candidate's like rate, :mod:`recpipe.ctr_features`) to their log-odds: the wide part of a
+the history's and/or the candidate's like rate, :mod:`recpipe.ctr.features`) to their log-odds: the wide part of a
 wide & deep model.
 
 Both return ``{"logits": log-odds [B], "mlm_loss" | "lm_loss": scalar or None}``, save what training changed as
@@ -18,30 +18,20 @@ safetensors beside ``ctr_config.json``, and are rebuilt by ``load_ctr_checkpoint
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recpipe.checkpointing import TrainableWeightsMixin
-from recpipe.configs import PACKAGED_SMOLLM2, CTRModelArguments, resolve_model_path
-from recpipe.modeling import _mlm_parts, masked_lm_loss, mean_pool
+from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool, resolve_model_path
+from recpipe.checkpointing import TrainableWeightsMixin, read_checkpoint_config
+from recpipe.ctr.config import CTRModelConfig
+from recpipe.errors import InvalidInputError
+from recpipe.peft_utils import apply_peft
 
 CTR_CONFIG_NAME = "ctr_config.json"
-
-
-def resolve_ctr_model(name: str) -> str:
-    """The packaged SmolLM2 (converted from its GGUF file on first use), the packaged MiniLM, a hub id or a folder."""
-    if name == PACKAGED_SMOLLM2:
-        from recpipe.convert_gguf import resolve_causal_lm
-
-        return resolve_causal_lm(name)
-    return resolve_model_path(name)
 
 
 class WideTerm(nn.Module):
@@ -57,26 +47,34 @@ class WideTerm(nn.Module):
     def forward(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         missing = [name for name in self.features if batch.get(name) is None]
         if missing:
-            raise ValueError(f"the wide term needs {missing} in the batch (recpipe's collators and pipeline add them)")
+            raise InvalidInputError(
+                f"the wide term needs {missing} in the batch (recpipe's collators and pipeline add them)"
+            )
         x = torch.stack([batch[name].to(logits.dtype) for name in self.features], 1)
         return logits + self.linear(x).squeeze(-1)
 
 
 class CrossEncoderCTR(TrainableWeightsMixin, nn.Module):
-    def __init__(self, args: CTRModelArguments, encoder: nn.Module):
+    config_file = CTR_CONFIG_NAME
+
+    def __init__(self, config: CTRModelConfig, encoder: nn.Module):
         super().__init__()
-        self.args = args
+        self.model_config = config  # not `config`, which transformers' Trainer reads as a PretrainedConfig
         self.encoder = encoder
         hidden = encoder.config.hidden_size
-        self.dropout = nn.Dropout(args.head_dropout)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(hidden, 1)
-        self.wide = WideTerm(args.wide_features) if args.wide_features else None
+        self.wide = WideTerm(config.wide_features) if config.wide_features else None
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, mlm_labels=None, **features) -> dict:
-        backbone, mlm_head = _mlm_parts(self.encoder)
+        backbone, mlm_head = mlm_parts(self.encoder)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        pooled = hidden[:, 0] if self.args.pooling == "cls" else mean_pool(hidden, attention_mask)
+        pooled = pool(hidden, attention_mask, self.model_config.pooling)
         logits = self.head(self.dropout(pooled)).squeeze(-1).float()
         if self.wide is not None:
             logits = self.wide(logits, features)
@@ -91,22 +89,28 @@ def verbalizer_ids(tokenizer, yes: str, no: str) -> tuple[int, int]:
     for word in (yes, no):
         pieces = tokenizer.encode(word, add_special_tokens=False)
         if len(pieces) != 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"verbalizer {word!r} is {len(pieces)} tokens {pieces} for this tokenizer; pick one token"
             )
         ids.append(pieces[0])
     if ids[0] == ids[1]:
-        raise ValueError(f"the verbalizers {yes!r} and {no!r} map to the same token")
+        raise InvalidInputError(f"the verbalizers {yes!r} and {no!r} map to the same token")
     return ids[0], ids[1]
 
 
 class CausalLMCTR(TrainableWeightsMixin, nn.Module):
-    def __init__(self, args: CTRModelArguments, lm: nn.Module, yes_id: int, no_id: int):
+    config_file = CTR_CONFIG_NAME
+
+    def __init__(self, config: CTRModelConfig, lm: nn.Module, yes_id: int, no_id: int):
         super().__init__()
-        self.args = args
+        self.model_config = config  # not `config`, which transformers' Trainer reads as a PretrainedConfig
         self.lm = lm
         self.yes_id, self.no_id = yes_id, no_id
-        self.wide = WideTerm(args.wide_features) if args.wide_features else None
+        self.wide = WideTerm(config.wide_features) if config.wide_features else None
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.lm
 
     def _parts(self):
         inner = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
@@ -135,32 +139,23 @@ class CausalLMCTR(TrainableWeightsMixin, nn.Module):
         return {"logits": logits, "lm_loss": lm_loss}
 
 
-def build_ctr_model(args: CTRModelArguments, total_steps: int | None = None):
-    """(model, tokenizer) for ``args.model_family``, PEFT applied as ``args.peft_type`` asks."""
-    from recpipe.peft_utils import apply_peft
-
-    path = resolve_ctr_model(args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=args.trust_remote_code)
-    if args.model_family == "encoder":
-        encoder = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=args.trust_remote_code)
-        return CrossEncoderCTR(args, apply_peft(encoder, args, total_steps)), tokenizer
+def build_ctr_model(config: CTRModelConfig, total_steps: int | None = None):
+    """(model, tokenizer) for ``config.model_family``, PEFT applied as ``config.peft_type`` asks."""
+    if config.model_family == "encoder":
+        encoder, tokenizer = load_masked_lm(config)
+        return CrossEncoderCTR(config, apply_peft(encoder, config, total_steps)), tokenizer
+    path = resolve_model_path(config.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=args.trust_remote_code, dtype=torch.float32)
-    yes_id, no_id = verbalizer_ids(tokenizer, args.yes_token, args.no_token)
-    return CausalLMCTR(args, apply_peft(lm, args, total_steps), yes_id, no_id), tokenizer
-
-
-def save_ctr_checkpoint(model, output_dir: str | os.PathLike, extra_config: dict | None = None) -> None:
-    model.save_trainable(output_dir, CTR_CONFIG_NAME, {"model_args": asdict(model.args), **(extra_config or {})})
+    lm = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=config.trust_remote_code, dtype=torch.float32)
+    yes_id, no_id = verbalizer_ids(tokenizer, config.yes_token, config.no_token)
+    return CausalLMCTR(config, apply_peft(lm, config, total_steps), yes_id, no_id), tokenizer
 
 
 def load_ctr_checkpoint(checkpoint_dir: str | os.PathLike):
-    """(model in eval mode, tokenizer, config) from a CTR checkpoint."""
-    checkpoint_dir = Path(checkpoint_dir)
-    if not (checkpoint_dir / CTR_CONFIG_NAME).is_file():
-        raise FileNotFoundError(f"{checkpoint_dir} is not a recpipe CTR checkpoint (no {CTR_CONFIG_NAME})")
-    config = json.loads((checkpoint_dir / CTR_CONFIG_NAME).read_text())
-    model, tokenizer = build_ctr_model(CTRModelArguments(**config["model_args"]))
+    """(model in eval mode, tokenizer, the checkpoint's config JSON) from a CTR checkpoint."""
+    saved = read_checkpoint_config(checkpoint_dir, CTR_CONFIG_NAME, "recpipe CTR")
+    model, tokenizer = build_ctr_model(CTRModelConfig.from_checkpoint(saved))
     model.load_trainable_weights(checkpoint_dir)
-    return model.eval(), tokenizer, config
+    return model.eval(), tokenizer, saved

@@ -1,0 +1,235 @@
+"""What the two tasks (next-item retrieval, pointwise CTR) share: the argument base classes and the trainer base.
+
+``BaseTrainer`` is a small ``transformers.Trainer`` subclass, as TRL's trainers share one. It sums a combined loss's
+named parts and logs each (averaged over the steps since the last log, as TRL and sentence-transformers do, plus the
+perplexity of a language-model part), adds AdaLoRA's orthogonality regulariser and rank allocation, puts some
+parameters on their own learning rate, and saves / loads recpipe checkpoints (trainable weights + model config).
+A task's trainer adds its loss and its evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from recpipe.checkpointing import last_complete_checkpoint, save_training_files
+from recpipe.errors import InvalidInputError
+from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
+
+logger = logging.getLogger(__name__)
+
+
+# ---- arguments ----
+@dataclass
+class BaseModelArguments:
+    """The backbone's adapter and loading flags, common to both tasks (each adds its model and its defaults)."""
+
+    pooling: Literal["mean", "cls"] = field(default="mean", metadata={"help": "Pooling of token states."})
+    peft_type: Literal["lora", "adalora", "ia3", "none"] = field(
+        default="lora", metadata={"help": "Adapter on the encoder; none = full fine-tuning."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (AdaLoRA: the final average rank)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA: initial rank per matrix."})
+    freeze_encoder: bool = field(default=False, metadata={"help": "Train no encoder weight (cached text vectors)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})
+
+
+def _bf16_without_gpu_means_cpu(args: TrainingArguments) -> None:
+    """One recipe for every machine: bf16 autocast on a machine without a GPU means the CPU path (set before
+    ``TrainingArguments.__post_init__``, which would otherwise look for a bf16 GPU)."""
+    if args.bf16 and not torch.cuda.is_available():
+        args.use_cpu = True
+
+
+@dataclass
+class BaseTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus what both tasks' combined losses and runs share."""
+
+    # the names of this task's loss weights (a class attribute, not a field): each must be >= 0
+    loss_weight_names = ("mlm_weight",)
+
+    # Our collators read the raw columns; the model's forward takes **batch, so nothing may be dropped.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collators."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
+    mlm_weight: float = field(
+        default=0.1, metadata={"help": "λ_mlm: weight of the masked-language-model loss on the encoder's input."}
+    )
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for MLM."})
+
+    def __post_init__(self):
+        _bf16_without_gpu_means_cpu(self)
+        super().__post_init__()
+        if not 0 < self.mlm_probability < 1:
+            raise InvalidInputError("mlm_probability must lie in (0, 1)")
+        if min(getattr(self, name) for name in self.loss_weight_names) < 0:
+            raise InvalidInputError("loss weights must be >= 0")
+
+    def total_steps(self, train_rows: int) -> int:
+        """Optimizer steps of the run: ``max_steps``, or the epochs over ``train_rows`` examples."""
+        if self.max_steps > 0:
+            return self.max_steps
+        per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps * max(1, self.world_size)
+        return max(1, math.ceil(train_rows / per_step)) * math.ceil(self.num_train_epochs)
+
+
+def mlm_collator(tokenizer, args: BaseTrainingArguments, whole_word_mask: bool = False):
+    """The masking of the MLM part, or None when it is off (no tokenizer, ``mlm_weight`` 0)."""
+    if tokenizer is None or args.mlm_weight == 0:
+        return None
+    return DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=args.mlm_probability, whole_word_mask=whole_word_mask
+    )
+
+
+# ---- per-parameter learning rates ----
+# what wrappers put into parameter names: FSDP1 (``use_orig_params``), activation checkpointing, torch.compile, DDP
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def unwrapped_name(name: str) -> str:
+    """A parameter's name as the bare model has it, so that name rules hold on a wrapped model too."""
+    for prefix in WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name.removeprefix("module.")
+
+
+def create_optimizer_with_lrs(trainer: Trainer, model, lr_of: Callable[[str], float | None]):
+    """Group the trainable parameters by (learning rate, weight decay or not) and build the trainer's optimizer.
+
+    ``lr_of(name)`` gives a parameter's learning rate, or None for ``args.learning_rate``; it sees the bare model's
+    names even when the Trainer built the optimizer on a wrapped model (FSDP does). Decay follows the Trainer's own
+    rule (no decay on biases and norms); the learning-rate schedule scales every group alike."""
+    args = trainer.args
+    decay = set(trainer.get_decay_parameter_names(model))
+    groups: dict[tuple[float, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            if "_flat_param" in name:
+                raise InvalidInputError(
+                    "per-module learning rates need FSDP's use_orig_params=True (flattened parameters have no names)"
+                )
+            lr = lr_of(unwrapped_name(name))
+            groups.setdefault((args.learning_rate if lr is None else lr, name in decay), []).append(param)
+    optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
+    param_groups = [
+        {"params": params, "lr": lr, "weight_decay": args.weight_decay if with_decay else 0.0}
+        for (lr, with_decay), params in groups.items()
+    ]
+    return optimizer_cls(param_groups, **kwargs)
+
+
+# ---- the trainer ----
+# parts whose unweighted value is a token cross-entropy, and the argument holding their weight
+LM_PARTS = {"mlm_loss": "mlm_weight", "lm_loss": "lm_weight"}
+
+
+class BaseTrainer(Trainer):
+    """The model must have a ``backbone`` (the pretrained LM, PEFT-wrapped or not, or None), ``save_pretrained(dir,
+    extra_config=...)`` and ``load_trainable_weights(dir)``. ``extra_config`` is saved with every checkpoint."""
+
+    def __init__(self, *args, extra_config: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_config = extra_config or {}
+        self._loss_parts: dict[str, list[float]] = defaultdict(list)
+        backbone = self.model.backbone
+        if is_adalora(backbone):
+            self.add_callback(AdaLoraCallback(backbone, start_step=self.encoder_start_step()))
+
+    def encoder_start_step(self) -> int:
+        """The optimizer step from which the backbone trains (0: from the start)."""
+        return 0
+
+    def encoder_phase(self) -> bool:
+        """Whether this step trains the backbone (``global_step >= encoder_start_step()``)."""
+        return self.state.global_step >= self.encoder_start_step()
+
+    # ---- optimizer ----
+    def learning_rates(self, model) -> Callable[[str], float | None] | None:
+        """Per-parameter learning rates by bare parameter name (None: ``learning_rate``), or None for one rate."""
+        return None
+
+    def create_optimizer(self, model=None):
+        lr_of = self.learning_rates(model or self.model) if self.optimizer is None else None
+        if lr_of is None:
+            return super().create_optimizer(model)
+        self.optimizer = create_optimizer_with_lrs(self, model or self.model, lr_of)
+        return self.optimizer
+
+    # ---- loss parts ----
+    def sum_loss_parts(self, parts: dict[str, torch.Tensor], model) -> torch.Tensor:
+        """Add AdaLoRA's orthogonality regulariser (``PeftModel.forward`` adds it to ``outputs.loss``, which our
+        losses never pass through), remember every part for the next training log, and return their sum."""
+        backbone = self.accelerator.unwrap_model(model).backbone
+        if is_adalora(backbone) and self.encoder_phase():  # before its phase the backbone gets no gradient
+            parts["orth_loss"] = adalora_orthogonal_loss(backbone)
+        if model.training:
+            for name, value in parts.items():
+                self._loss_parts[name].append(value.detach().float().item())
+        return sum(parts.values())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # loss parts are averaged into the training logs; evaluation logs carry the evaluation's metrics only
+        if not any(k.startswith("eval_") for k in logs):
+            for name, values in self._loss_parts.items():
+                logs[name] = sum(values) / len(values)
+            for part, weight_name in LM_PARTS.items():
+                value, weight = logs.get(part), getattr(self.args, weight_name, 0.0)
+                if value is not None and weight > 0:
+                    logs["perplexity"] = math.exp(min(value / weight, 50.0))
+            self._loss_parts.clear()
+        super().log(logs, start_time)
+
+    def log_evaluation(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The end of ``evaluate``: log the metrics; the callbacks (best checkpoint, early stopping) see them."""
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ---- runs ----
+    def train_and_save(self):
+        """Train (resuming from the last complete checkpoint in ``output_dir`` unless ``resume`` is off), then save
+        the final model, the training metrics and the trainer state there."""
+        last = last_complete_checkpoint(self.args.output_dir) if self.args.resume else None
+        if last:
+            logger.info("resuming from %s", last)
+        result = self.train(resume_from_checkpoint=last)
+        self.log_metrics("train", result.metrics)
+        self.save_metrics("train", result.metrics)
+        self.save_model(self.args.output_dir)
+        self.save_state()
+        return result
+
+    # ---- checkpoints: trainable weights + model config, and the training files ----
+    def save_extra_state(self, output_dir: str) -> None:
+        """State beside the weights that a resumed run needs (none by default)."""
+
+    def load_extra_state(self, checkpoint_dir: str, model) -> None:
+        """Read back what ``save_extra_state`` wrote."""
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, extra_config=self.extra_config)
+        self.save_extra_state(output_dir)
+        save_training_files(self, output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = model or self.accelerator.unwrap_model(self.model)
+        model.load_trainable_weights(resume_from_checkpoint)
+        self.load_extra_state(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        logger.info("loading the best checkpoint %s (%s)", self.state.best_model_checkpoint, self.state.best_metric)
+        self.accelerator.unwrap_model(self.model).load_trainable_weights(self.state.best_model_checkpoint)
