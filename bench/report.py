@@ -51,8 +51,9 @@ def quality_table(dataset: str) -> tuple[str, dict[str, float]]:
     }
     means = {name: statistics.mean(r["test_ndcg@10"] for r in runs) for name, runs in runs_by_variant.items() if runs}
     peers = PEERS.get(dataset, {})
-    reference_name = PEER_REFERENCE if peers else "sasrec-id"
-    reference = peers[PEER_REFERENCE][0] if peers else means.get("sasrec-id")
+    own = next((name for name in ("sasrec-id", "sasrec-id-long") if name in means), "sasrec-id")
+    reference_name = PEER_REFERENCE if peers else own
+    reference = peers[PEER_REFERENCE][0] if peers else means.get(own)
     rows = []
     for name, values in peers.items():
         rows.append(f"| {name} | – | " + " | ".join(f"{v:.4f}" for v in values) + " | – | – | – |")
