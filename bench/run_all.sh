@@ -12,7 +12,7 @@ $PY bench/speed.py
 if [ "$MODE" = quick ]; then
   $PY bench/quality.py --mode quick
 else
-  $PY bench/quality.py --variants sasrec-id text+id-lora text+id-lora-mlm0 text+id-frozen --seeds 0 1 2
+  $PY bench/quality.py --variants sasrec-id text+id-lora-2phase text+id-lora text+id-lora-mlm0 text+id-frozen --seeds 0 1 2
   $PY bench/quality.py --cold --variants sasrec-id text+id-frozen text-frozen --seeds 0
   $PY bench/quality.py --variants text+id-lora-pretrain text+id-adalora text+id-full text-lora --seeds 0
   $PY bench/robustness.py --variants text+id-lora text+id-lora-fgm --seeds 0
