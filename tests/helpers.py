@@ -89,12 +89,12 @@ def make_tables(rows, item_ids=None, ratings_feature=INTERACTION_FEATURES):
     )
 
 
-def random_rows(n_users=30, per_user=20, n_items=60, seed=0):
+def random_rows(n_users=30, per_user=20, n_items=60, seed=0, max_time=200):
     rng = np.random.default_rng(seed)
     rows = []
     for u in range(n_users):
         chosen = rng.choice(n_items, size=per_user, replace=False)
-        times = rng.integers(0, 200, size=per_user)  # few distinct values: ties within and across users
+        times = rng.integers(0, max_time, size=per_user)  # few distinct values: ties within and across users
         rows += [(f"u{u}", f"i{i}", int(t), float(rng.integers(1, 6))) for i, t in zip(chosen, times)]
     return rows
 

@@ -126,6 +126,6 @@ def test_default_stride_is_non_overlapping_windows():
         windows_of(seqs, 10, 11)
 
 
-def test_id_only_has_num_items_rows(tmp_path):
+def test_id_only_has_num_items_rows():
     model = id_only_model(NUM_ITEMS, 10)
     assert model.item_table().shape == (NUM_ITEMS + 1, 64)

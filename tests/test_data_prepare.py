@@ -1,36 +1,14 @@
-import datasets
-import numpy as np
 import pytest
+from helpers import make_tables
+from helpers import random_rows as helpers_random_rows
 
-from recpipe.data import DataFormatError, PrepareConfig, SourceTables, prepare
-from recpipe.data.movielens import ITEM_FEATURES
-from recpipe.data.schema import INTERACTION_FEATURES
+from recpipe.data import DataFormatError, PrepareConfig, prepare
 from recpipe.data.templates import TEMPLATES, front_article, render_item_text
 
 
-def make_tables(rows, item_ids=None):
-    users, items, ts, ratings = zip(*rows)
-    item_ids = item_ids or sorted(set(items))
-    return SourceTables(
-        interactions=datasets.Dataset.from_dict(
-            {"user_id": users, "item_id": items, "timestamp": ts, "rating": ratings}, features=INTERACTION_FEATURES
-        ),
-        items=datasets.Dataset.from_dict(
-            {"item_id": item_ids, "title": [f"Movie {i}" for i in item_ids], "genres": [["Drama"]] * len(item_ids)},
-            features=ITEM_FEATURES,
-        ),
-        name="synthetic",
-    )
-
-
 def random_rows(n_users=40, n_items=30, per_user=12, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        chosen = rng.choice(n_items, size=per_user, replace=False)
-        times = rng.integers(0, 50, size=per_user)  # few distinct values: many ties
-        rows += [(f"u{u}", f"i{i}", int(t), float(rng.integers(1, 6))) for i, t in zip(chosen, times)]
-    return rows
+    """This module's default: few distinct timestamps (0-49), so many ties."""
+    return helpers_random_rows(n_users=n_users, per_user=per_user, n_items=n_items, seed=seed, max_time=50)
 
 
 def test_leave_one_out_invariants():
