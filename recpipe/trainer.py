@@ -59,7 +59,7 @@ class RecTrainer(BaseTrainer):
             return
         step = self.state.global_step
         # the encoder changes only once its phase has begun: refreshes before that would re-encode the same vectors
-        encoder_changed = self._encoder_trains and step > self.args.frozen_encoder_steps
+        encoder_changed = self._encoder_trains and step > self.encoder_start_step()
         due = self._cache_step is None or (
             encoder_changed and step - self._cache_step >= self.args.item_cache_refresh_steps
         )
@@ -68,9 +68,9 @@ class RecTrainer(BaseTrainer):
             self._cache_step = step
 
     def encoder_start_step(self) -> int:
-        """The first ``frozen_encoder_steps`` train the towers and ID embeddings on the cached text vectors (cheap
-        steps) before the adapters join."""
-        return self.args.frozen_encoder_steps
+        """The first ``frozen_encoder_steps`` of fine-tuning train the towers and ID embeddings on the cached text
+        vectors (cheap steps) before the adapters join. Pretraining trains only the encoder: it starts at once."""
+        return self.args.frozen_encoder_steps if self.args.stage == "finetune" else 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)

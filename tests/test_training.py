@@ -184,6 +184,17 @@ def test_pipeline_end_to_end_learns_and_saves(tiny_model_dir, tmp_path, prepared
     assert len(eval_logs) == 2
 
 
+def test_pretraining_ignores_the_frozen_encoder_phase_of_fine_tuning(tiny_model_dir, tmp_path):
+    """``frozen_encoder_steps`` belongs to fine-tuning: pretraining trains only the encoder, from its first step."""
+    dd, stats = synthetic_prepared()
+    margs = model_args(tiny_model_dir)
+    args = training_args(tmp_path, max_steps=4, mlm_weight=1.0, rel_weight=0.5, frozen_encoder_steps=100)
+    data_args = DataArguments(max_history=10, prepared_dir=str(tmp_path / "unused"))
+    trainer, _ = train_stage("pretrain", data_args, margs, args, dd, stats)
+    logs = [h for h in trainer.state.log_history if "mlm_loss" in h]
+    assert logs and all("rel_loss" in h for h in logs)
+
+
 def test_pipeline_reports_the_cold_split_beside_the_warm_one(tiny_model_dir, tmp_path):
     from conftest import save_prepared_as_current
 
