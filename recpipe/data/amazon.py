@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from recpipe.data.columnar import LineBlock, iter_line_blocks, optional_text, parse_block, required_text, text_list
 from recpipe.data.generic import build_dataset, merge_counts, text_list_value, text_value
 from recpipe.data.schema import (
     INTERACTION_FEATURES,
+    MILLISECONDS_THRESHOLD,
     BadRecordPolicy,
     BadRecords,
     SourceTables,
@@ -30,6 +35,7 @@ from recpipe.errors import InvalidInputError, MissingInputError
 AMAZON_2023_URL = "https://amazon-reviews-2023.github.io/"
 AMAZON_2018_URL = "https://nijianmo.github.io/amazon/"
 
+INTERACTION_SCHEMA = INTERACTION_FEATURES.arrow_schema
 _TEXT_LIST = datasets.List(datasets.Value("string"))
 AMAZON_2023_ITEM_FEATURES = datasets.Features(
     {
@@ -155,23 +161,24 @@ def _read_amazon(
             url = AMAZON_2023_URL if version == 2023 else AMAZON_2018_URL
             raise MissingInputError(f"{path}: no such file (Amazon Reviews {version} files are at {url})")
     interactions, skipped = build_dataset(
-        _review_rows,
+        _review_blocks,
         reviews_path,
         INTERACTION_FEATURES,
         "interactions",
         on_bad_record,
         cache_dir,
         options={"version": version},
+        blocks=True,
     )
     items, items_skipped = build_dataset(
-        _meta_rows,
+        _meta_blocks,
         meta_path,
         AMAZON_2023_ITEM_FEATURES if version == 2023 else AMAZON_2018_ITEM_FEATURES,
         "items",
         on_bad_record,
         cache_dir,
         options={"version": version},
-        writer_batch_size=1_000,
+        blocks=True,
     )
     category = Path(reviews_path).name.split(".")[0]
     return SourceTables(
@@ -182,51 +189,127 @@ def _read_amazon(
     )
 
 
-def _review_rows(path: str, bad: BadRecords, version: int) -> Iterator[dict[str, Any]]:
-    user_key, item_key, rating_key, time_key = _REVIEWS_2023 if version == 2023 else _REVIEWS_2018
-    for line, record in iter_json_lines(path, bad):
-        user = require_text(record, user_key, path, line, bad)
-        if user is None:
-            continue
-        item = require_text(record, item_key, path, line, bad)
-        if item is None:
-            continue
-        rating = parse_rating(record.get(rating_key), path, line, bad)
-        if rating is None:
-            continue
-        ts = normalize_timestamp(record.get(time_key), path, line, bad)
-        if ts is None:
-            continue
-        yield {"user_id": user, "item_id": item, "timestamp": ts, "rating": rating}
+def _review_blocks(path: str, bad: BadRecords, version: int) -> Iterator[pa.Table]:
+    keys = _REVIEWS_2023 if version == 2023 else _REVIEWS_2018
+    user_key, item_key, rating_key, time_key = keys
+    schema = pa.schema(
+        [(user_key, pa.string()), (item_key, pa.string()), (rating_key, pa.float64()), (time_key, pa.int64())]
+    )
+    for block in iter_line_blocks(path):
+        table = parse_block(block, schema)
+        table = None if table is None else _review_columns(table, keys)
+        if table is None:  # the per-line reader names (or skips and counts) what the columnar path cannot take
+            rows = (_review_row(record, keys, path, line, bad) for line, record in _block_records(path, bad, block))
+            table = pa.Table.from_pylist([r for r in rows if r is not None], schema=INTERACTION_SCHEMA)
+        yield table
 
 
-def _meta_rows(path: str, bad: BadRecords, version: int) -> Iterator[dict[str, Any]]:
+def _review_columns(table: pa.Table, keys: tuple[str, str, str, str]) -> pa.Table | None:
+    """The canonical interactions of a parsed block, or None if a value needs the per-line reader's checks."""
+    user_key, item_key, rating_key, time_key = keys
+    user, item = required_text(table[user_key]), required_text(table[item_key])
+    rating, ts = table[rating_key], table[time_key]
+    if user is None or item is None or rating.null_count or ts.null_count:
+        return None
+    if pc.any(pc.is_nan(rating)).as_py() or pc.any(pc.less(ts, 0)).as_py():
+        return None
+    # as normalize_timestamp: float(ts) / 1000.0 for milliseconds, then int() (a floor: ts >= 0)
+    ms = pc.greater_equal(ts, MILLISECONDS_THRESHOLD)
+    seconds = pc.cast(pc.floor(pc.divide(pc.cast(ts, pa.float64()), 1000.0)), pa.int64())
+    columns = [user, item, pc.if_else(ms, seconds, ts), pc.cast(rating, pa.float32())]
+    return pa.Table.from_arrays(columns, schema=INTERACTION_SCHEMA)
+
+
+def _review_row(record: dict, keys, path: str, line: int, bad: BadRecords) -> dict[str, Any] | None:
+    user_key, item_key, rating_key, time_key = keys
+    user = require_text(record, user_key, path, line, bad)
+    if user is None:
+        return None
+    item = require_text(record, item_key, path, line, bad)
+    if item is None:
+        return None
+    rating = parse_rating(record.get(rating_key), path, line, bad)
+    if rating is None:
+        return None
+    ts = normalize_timestamp(record.get(time_key), path, line, bad)
+    if ts is None:
+        return None
+    return {"user_id": user, "item_id": item, "timestamp": ts, "rating": rating}
+
+
+def _meta_blocks(path: str, bad: BadRecords, version: int) -> Iterator[pa.Table]:
     id_key, fields = ("parent_asin", _META_2023) if version == 2023 else ("asin", _META_2018)
-    text_columns = [column for _, column, _, is_text in fields if is_text]
-    seen: set[str] = set()
-    for line, record in iter_json_lines(path, bad):
-        item_id = require_text(record, id_key, path, line, bad)
-        if item_id is None:
-            continue
-        row: dict[str, Any] = {"item_id": item_id}
-        for key, column, is_list, _ in fields:
-            normalise = text_list_value if is_list else text_value
-            value = normalise(record.get(key), key, path, line, bad)
-            if value is None:
-                break
-            row[column] = value
+    features = AMAZON_2023_ITEM_FEATURES if version == 2023 else AMAZON_2018_ITEM_FEATURES
+    schema = pa.schema(
+        [(id_key, pa.string())]
+        + [(key, pa.list_(pa.string()) if is_list else pa.string()) for key, _, is_list, _ in fields]
+    )
+    seen: set[str] = set()  # item ids kept so far, shared by both paths: the first line of an item wins
+    for block in iter_line_blocks(path):
+        table = parse_block(block, schema)
+        table = None if table is None else _meta_columns(table, id_key, fields, features.arrow_schema)
+        if table is None:
+            rows = (
+                _meta_row(record, id_key, fields, seen, path, line, bad)
+                for line, record in _block_records(path, bad, block)
+            )
+            table = pa.Table.from_pylist([r for r in rows if r is not None], schema=features.arrow_schema)
         else:
-            if not any(row[column] for column in text_columns):
-                bad.report(
-                    "empty_item_text", path, line, f"item {item_id!r} has an empty {' and '.join(text_columns)}"
-                )
-                continue
-            if item_id in seen:
-                # Not an error under any policy: the metadata dumps repeat some items; the first line wins.
-                bad.counts["duplicate_item"] += 1
-                continue
-            seen.add(item_id)
-            yield row
+            keep = np.ones(table.num_rows, dtype=bool)
+            for k, item_id in enumerate(table.column("item_id").to_pylist()):
+                if item_id in seen:
+                    keep[k] = False
+                else:
+                    seen.add(item_id)
+            if not keep.all():
+                bad.counts["duplicate_item"] += int((~keep).sum())
+                table = table.filter(pa.array(keep))
+        yield table
+
+
+def _meta_columns(table: pa.Table, id_key: str, fields, schema: pa.Schema) -> pa.Table | None:
+    """The normalised items of a parsed block, or None if a row needs the per-line reader (missing id, no text)."""
+    item_id = required_text(table[id_key])
+    if item_id is None:
+        return None
+    columns, empty = [item_id], None
+    for key, _, is_list, is_text in fields:
+        column = text_list(table[key]) if is_list else optional_text(table[key])
+        columns.append(column)
+        if is_text:
+            length = pc.list_value_length(column) if is_list else pc.utf8_length(column)
+            is_empty = pc.equal(length, 0)
+            empty = is_empty if empty is None else pc.and_(empty, is_empty)
+    if pc.any(empty).as_py():
+        return None
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _meta_row(record: dict, id_key: str, fields, seen: set[str], path: str, line: int, bad: BadRecords):
+    text_columns = [column for _, column, _, is_text in fields if is_text]
+    item_id = require_text(record, id_key, path, line, bad)
+    if item_id is None:
+        return None
+    row: dict[str, Any] = {"item_id": item_id}
+    for key, column, is_list, _ in fields:
+        normalise = text_list_value if is_list else text_value
+        value = normalise(record.get(key), key, path, line, bad)
+        if value is None:
+            return None
+        row[column] = value
+    if not any(row[column] for column in text_columns):
+        bad.report("empty_item_text", path, line, f"item {item_id!r} has an empty {' and '.join(text_columns)}")
+        return None
+    if item_id in seen:
+        # Not an error under any policy: the metadata dumps repeat some items; the first line wins.
+        bad.counts["duplicate_item"] += 1
+        return None
+    seen.add(item_id)
+    return row
+
+
+def _block_records(path: str, bad: BadRecords, block: LineBlock) -> Iterator[tuple[int, dict[str, Any]]]:
+    return iter_json_lines(path, bad, lines=block.lines(), first_line=block.first_line)
 
 
 def find_amazon_files(data_dir: str | os.PathLike, category: str, version: int = 2023) -> tuple[Path, Path]:

@@ -25,6 +25,8 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from datasets.builder import Key
+from datasets.packaged_modules.generator.generator import GeneratorConfig
 
 from recpipe.data.schema import (
     INTERACTION_FEATURES,
@@ -57,13 +59,15 @@ def build_dataset(
     cache_dir: str | os.PathLike | None = None,
     options: Mapping[str, Any] | None = None,
     writer_batch_size: int = 10_000,
+    blocks: bool = False,
 ) -> tuple[datasets.Dataset, dict[str, int]]:
     """Stream the rows of one file into a memory-mapped Arrow dataset, cached on disk, and count skipped records.
 
     Args:
         rows (`Callable`):
             A module-level generator function called as ``rows(path, bad, **options)`` that yields one dict per
-            record, matching ``features``, and reports bad records to the [`BadRecords`] ``bad``.
+            record, matching ``features``, and reports bad records to the [`BadRecords`] ``bad``; with ``blocks``,
+            it yields `pyarrow.Table`s of many records each (a columnar reader).
         path (`str` or `os.PathLike`):
             The file to read.
         features (`datasets.Features`):
@@ -79,6 +83,8 @@ def build_dataset(
             hold no top-level lists (`datasets` would shard over them).
         writer_batch_size (`int`, defaults to 10000):
             Rows buffered in memory before they are written to the Arrow file.
+        blocks (`bool`, defaults to `False`):
+            ``rows`` yields tables, not dicts: they are written as they come, with no per-row Python work.
 
     Returns:
         `tuple[datasets.Dataset, dict[str, int]]`: the table and the number of skipped records by kind.
@@ -118,14 +124,17 @@ def build_dataset(
     }
     for _ in range(2):
         try:
-            dataset = datasets.Dataset.from_generator(
-                _generate,
-                features=features,
-                cache_dir=root,
-                gen_kwargs=gen_kwargs,
-                fingerprint=fingerprint,
-                writer_batch_size=writer_batch_size,
-            )
+            if blocks:
+                dataset = _from_table_generator(_generate, features, root, gen_kwargs, fingerprint)
+            else:
+                dataset = datasets.Dataset.from_generator(
+                    _generate,
+                    features=features,
+                    cache_dir=root,
+                    gen_kwargs=gen_kwargs,
+                    fingerprint=fingerprint,
+                    writer_batch_size=writer_batch_size,
+                )
         except datasets.exceptions.DatasetGenerationError as e:
             cause = e.__cause__
             if not isinstance(cause, (DataFormatError, OSError)):
@@ -155,7 +164,7 @@ def _generate(
     bad = BadRecords(policy)
     n = 0
     for row in rows(path, bad, **options):
-        n += 1
+        n += row.num_rows if isinstance(row, pa.Table) else 1
         yield row
     if n == 0:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(bad.counts.items()))
@@ -166,6 +175,37 @@ def _generate(
     with open(tmp, "w") as f:
         json.dump(dict(bad.counts), f)
     os.replace(tmp, counts_path)
+
+
+class TableGenerator(datasets.ArrowBasedBuilder):
+    """``datasets``' ``Generator`` builder for generators of Arrow tables: each table is cast to the features and
+    written at once (``Dataset.from_generator`` takes one dict per row)."""
+
+    BUILDER_CONFIG_CLASS = GeneratorConfig
+
+    def _info(self):
+        return datasets.DatasetInfo(features=self.config.features)
+
+    def _split_generators(self, dl_manager):
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=self.config.gen_kwargs)]
+
+    def _generate_tables(self, **gen_kwargs):
+        for k, table in enumerate(self.config.generator(**gen_kwargs)):
+            yield Key(0, k), table
+
+
+def _from_table_generator(generator, features, cache_dir, gen_kwargs, fingerprint) -> datasets.Dataset:
+    builder = TableGenerator(
+        cache_dir=cache_dir,
+        features=features,
+        generator=generator,
+        gen_kwargs=gen_kwargs,
+        config_id=f"default-fingerprint={fingerprint}",
+    )
+    builder.download_and_prepare()
+    dataset = builder.as_dataset(split=datasets.Split.TRAIN)
+    dataset._fingerprint = fingerprint
+    return dataset
 
 
 def _read_counts(counts_path: str) -> dict[str, int] | None:

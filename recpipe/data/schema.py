@@ -19,8 +19,9 @@ import os
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import datasets
 
@@ -85,18 +86,21 @@ def open_text(path: str | os.PathLike):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def iter_json_lines(path: str | os.PathLike, bad: BadRecords) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_json_lines(
+    path: str | os.PathLike, bad: BadRecords, lines: IO[bytes] | None = None, first_line: int = 1
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each JSON object line of a plain or gzipped JSONL file.
 
     Blank lines are ignored. Invalid JSON, non-object lines and non-UTF-8 bytes go through ``bad``. A truncated
     or corrupt gzip stream is always an error (the rest of the file cannot be read), naming the last good line.
+    ``lines`` (a binary file holding part of ``path`` from its line ``first_line`` on) is read instead of the file.
     """
     if not os.path.exists(path):
         raise MissingInputError(f"{path}: no such file")
-    line_no = 0
-    with open_text(path) as f:
+    line_no = first_line - 1
+    with open_text(path) if lines is None else nullcontext(lines) as f:
         try:
-            for line_no, raw in enumerate(f, start=1):
+            for line_no, raw in enumerate(f, start=first_line):
                 if not raw.strip():
                     continue
                 try:
