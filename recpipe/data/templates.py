@@ -51,12 +51,14 @@ def _clip(text: str, max_chars: int) -> str:
 
 
 def _as_text(value: Any) -> str:
+    if isinstance(value, str):  # first: most values are (a million items' worth at Amazon scale)
+        return " ".join(value.split())
     if value is None:
         return ""
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays from pandas
+    if hasattr(value, "tolist"):  # numpy arrays from pandas
         value = value.tolist()
     if isinstance(value, (list, tuple)):
-        return ", ".join(s for s in (_as_text(v) for v in value) if s)
+        return ", ".join(s for s in map(_as_text, value) if s)
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_as_text(v)}" for k, v in value.items() if _as_text(v))
     return " ".join(str(value).split())
