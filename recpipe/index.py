@@ -2,11 +2,17 @@
 
 Vectors are indexed under their item index (1..N; new items get N+1, ...), so results map straight back to the
 catalogue. Under cosine similarity the vectors are already normalised and inner product is the cosine.
+
+Known items are excluded inside the search: FAISS skips them while it scans (an ``IDSelector`` in the search
+parameters), so a user with a thousand known items still gets ``k`` answers from an approximate index, and no result
+list is filtered afterwards. The defaults reach Recall@10 >= 0.95 of exact search at a million items (see
+BENCHMARKS.md, "Scale"): HNSW with M = 32 and efSearch = 128; IVF with about 4·sqrt(N) lists, 32 of them probed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import faiss
@@ -15,56 +21,114 @@ import numpy as np
 from recpipe.errors import InvalidInputError
 
 INDEX_FILE = "index.faiss"
+KINDS = ("flat", "hnsw", "ivf")
 
 
 class ItemIndex:
-    def __init__(self, dim: int, kind: str = "flat", nlist: int = 256, hnsw_m: int = 32):
+    """A FAISS index of item vectors under their item indices.
+
+    Args:
+        dim (`int`): vector size.
+        kind (`str`, defaults to `"flat"`): `"flat"` (exact), `"hnsw"` or `"ivf"`.
+        nlist (`int`, *optional*): IVF lists; default about 4·sqrt(N) of the first vectors added (at most N).
+        hnsw_m (`int`, defaults to 32): HNSW links per node.
+        ef_construction (`int`, defaults to 64): HNSW candidate list while building.
+        ef_search (`int`, defaults to 128): HNSW candidate list while searching (recall against latency).
+        nprobe (`int`, defaults to 32): IVF lists scanned per query (recall against latency).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        nlist: int | None = None,
+        hnsw_m: int = 32,
+        ef_construction: int = 64,
+        ef_search: int = 128,
+        nprobe: int = 32,
+    ):
+        if kind not in KINDS:
+            raise InvalidInputError(f"unknown index kind {kind!r}: flat, hnsw or ivf")
+        self.kind, self.dim, self.nlist = kind, dim, nlist
+        self.ef_search, self.nprobe = ef_search, nprobe
         if kind == "flat":
             base = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":
             base = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        elif kind == "ivf":
-            base = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efConstruction = ef_construction
         else:
-            raise InvalidInputError(f"unknown index kind {kind!r}: flat, hnsw or ivf")
-        self.kind, self.dim = kind, dim
-        self.index = faiss.IndexIDMap2(base)
+            base = None  # the number of lists depends on the catalogue: built at the first add
+        self.index = None if base is None else faiss.IndexIDMap2(base)
 
     @property
     def size(self) -> int:
-        return self.index.ntotal
+        return 0 if self.index is None else self.index.ntotal
 
     def add(self, vectors: np.ndarray, item_indices: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.index is None:
+            nlist = self.nlist or round(4 * math.sqrt(len(vectors)))
+            self.nlist = max(1, min(nlist, len(vectors)))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            self.index = faiss.IndexIDMap2(
+                faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+            )
         if not self.index.is_trained:
-            self.index.train(vectors)
+            # k-means on a sample: FAISS itself would sample 256 points a list
+            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 256 * self.nlist]]
+            self.index.train(sample)
         self.index.add_with_ids(vectors, np.asarray(item_indices, dtype=np.int64))
 
+    def _params(self, selector=None):
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = self.ef_search
+        elif self.kind == "ivf":
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        return params
+
     def search(self, queries: np.ndarray, k: int, exclude: list[list[int]] | None = None):
-        """Top-``k`` ``(scores, item_indices)`` per query, never returning an excluded item (-1 pads short lists)."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        extra = max((len(e) for e in exclude), default=0) if exclude else 0
-        depth = min(k + extra, self.size)
-        scores, ids = self.index.search(queries, depth)
+        """Top-``k`` ``(scores, item_indices)`` per query, never returning an excluded item (-1 pads short lists).
+
+        Exclusion happens inside FAISS's scan. A search call takes one set of parameters, so queries with
+        exclusions are searched one by one (a serving request is one user; evaluation ranks by matrix products).
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-        for q in range(len(queries)):
-            banned = set(exclude[q]) if exclude else ()
-            keep = [(s, i) for s, i in zip(scores[q], ids[q]) if i >= 0 and i not in banned][:k]
-            if keep:
-                out_scores[q, : len(keep)], out_ids[q, : len(keep)] = zip(*keep)
+        depth = min(k, self.size)
+        if depth == 0:
+            return out_scores, out_ids
+        if not exclude or not any(len(e) for e in exclude):
+            out_scores[:, :depth], out_ids[:, :depth] = self.index.search(queries, depth, params=self._params())
+        else:
+            for q, banned in enumerate(exclude):
+                banned = np.unique(np.asarray(banned, dtype=np.int64))
+                keep = faiss.IDSelectorNot(faiss.IDSelectorBatch(banned)) if len(banned) else None
+                found = self.index.search(queries[q : q + 1], depth, params=self._params(keep))
+                out_scores[q, :depth], out_ids[q, :depth] = found[0][0], found[1][0]
+        missing = out_ids < 0  # fewer than k items left to return
+        out_scores[missing] = -np.inf
         return out_scores, out_ids
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         faiss.write_index(self.index, str(folder / INDEX_FILE))
-        (folder / "index.json").write_text(json.dumps({"kind": self.kind, "dim": self.dim, "size": self.size}))
+        meta = {"kind": self.kind, "dim": self.dim, "size": self.size, "nlist": self.nlist}
+        meta.update(ef_search=self.ef_search, nprobe=self.nprobe)
+        (folder / "index.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, folder: str | Path) -> ItemIndex:
         folder = Path(folder)
         meta = json.loads((folder / "index.json").read_text())
         obj = cls.__new__(cls)
-        obj.kind, obj.dim = meta["kind"], meta["dim"]
+        obj.kind, obj.dim, obj.nlist = meta["kind"], meta["dim"], meta.get("nlist")
+        obj.ef_search, obj.nprobe = meta.get("ef_search", 128), meta.get("nprobe", 32)
         obj.index = faiss.read_index(str(folder / INDEX_FILE))
         return obj
