@@ -232,12 +232,15 @@ def full_ranking_metrics(
     item_popularity: torch.Tensor | None = None,
     return_topk: bool = False,
     prefix: str = "",
+    item_block_size: int | None = 65_536,
 ) -> dict[str, float] | tuple[dict[str, float], torch.Tensor]:
     """Full-ranking metrics: every user's target ranked against the whole catalogue by dot-product score.
 
-    Scores are computed for `chunk_size` users at a time, so memory stays at `chunk_size x N` scores whatever the
-    number of users. Excluded items (index 0 when `exclude_padding`, and each user's `exclude` list) get `-inf`
-    and can never rank above the target.
+    Scores are computed for `chunk_size` users against `item_block_size` items at a time, so memory stays at
+    `chunk_size x item_block_size` scores whatever the sizes of the catalogue and the user base: a rank is a count
+    of items scoring above the target, summed over the blocks, and the top-k lists are merged block by block; the
+    metrics are the same for every block size. Excluded items (index 0 when `exclude_padding`, and each user's
+    `exclude` list) get `-inf` and can never rank above the target.
 
     Args:
         user_vectors (`torch.Tensor` of shape `[U, d]`):
@@ -266,6 +269,8 @@ def full_ranking_metrics(
             Also return the top-`max(ks)` item lists.
         prefix (`str`, defaults to `""`):
             Added before every key.
+        item_block_size (`int`, *optional*, defaults to 65536):
+            Items scored at once; None scores the whole catalogue at once.
 
     Returns:
         The metric dict of [`ranking_metrics`] (plus beyond-accuracy metrics with `item_popularity`), and with
@@ -274,8 +279,8 @@ def full_ranking_metrics(
     """
     check_tie_break(tie_break)
     ks = check_ks(ks)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if chunk_size < 1 or (item_block_size is not None and item_block_size < 1):
+        raise ValueError(f"chunk_size and item_block_size must be >= 1, got {chunk_size} and {item_block_size}")
     if user_vectors.dim() != 2 or item_vectors.dim() != 2 or user_vectors.shape[1] != item_vectors.shape[1]:
         raise ValueError(
             f"user_vectors [U, d] and item_vectors [N, d] must share d, got {list(user_vectors.shape)} and "
@@ -298,29 +303,68 @@ def full_ranking_metrics(
 
     ranks = torch.empty(num_users, dtype=torch.long, device=device)
     topk = torch.empty((num_users, topk_k), dtype=torch.long, device=device) if want_topk else None
+    block = item_block_size or num_items
     bad_rows = 0
     for start in range(0, num_users, chunk_size):
         end = min(start + chunk_size, num_users)
-        scores = user_vectors[start:end] @ item_t
-        # NaN/inf propagate through a row sum, so this cheap test passes only for all-finite rows (a finite sum
-        # that overflows only sends us to the exact test, which also ignores excluded entries).
-        if not torch.isfinite(scores.sum(1)).all():
-            finite = torch.isfinite(scores)
-            if exclude_padding:
-                finite[:, 0] = True
-            if cols is not None:
-                lo, hi = int(offsets[start]), int(offsets[end])
-                finite[rows[lo:hi] - start, cols[lo:hi]] = True
-            bad_rows += int((~finite.all(1)).sum())
-        if exclude_padding:
-            scores[:, 0] = float("-inf")
+        users, chunk_targets = user_vectors[start:end], targets[start:end]
+        if block < num_items:
+            # The target's score before any block is counted, computed as a matrix product like every other score
+            # (an elementwise dot product rounds differently: a collapsed model's equal scores would stop tying).
+            target_scores = (users @ item_vectors[chunk_targets].t()).diagonal()
+            bad = ~torch.isfinite(target_scores)
+        higher = torch.zeros(end - start, dtype=torch.long, device=device)
+        ties = torch.zeros(end - start, dtype=torch.long, device=device)
+        user_rows = torch.arange(end - start, device=device)
         if cols is not None:
             lo, hi = int(offsets[start]), int(offsets[end])
-            scores[rows[lo:hi] - start, cols[lo:hi]] = float("-inf")
-        chunk_uniform = uniform[start:end] if uniform is not None else None
-        ranks[start:end] = _ranks_from_masked(scores, targets[start:end], tie_break, chunk_uniform)
+            chunk_rows, chunk_cols = rows[lo:hi] - start, cols[lo:hi]
+        best = None
+        for b0 in range(0, num_items, block):
+            b1 = min(b0 + block, num_items)
+            scores = users @ item_t[:, b0:b1]
+            if block >= num_items:  # one block: the target's score is in it
+                target_scores = scores.gather(1, chunk_targets[:, None]).squeeze(1)
+                bad = ~torch.isfinite(target_scores)
+            padding = exclude_padding and b0 == 0
+            if cols is not None and block >= num_items:
+                excluded = (chunk_rows, chunk_cols)
+            elif cols is not None:
+                inside = (chunk_cols >= b0) & (chunk_cols < b1)
+                excluded = (chunk_rows[inside], chunk_cols[inside] - b0)
+            own = (chunk_targets >= b0) & (chunk_targets < b1)
+            own = (user_rows[own], chunk_targets[own] - b0)
+            # NaN/inf propagate through a row sum, so this cheap test passes only for all-finite rows (a finite sum
+            # that overflows only sends us to the exact test, which ignores excluded entries and the target).
+            if not torch.isfinite(scores.sum(1)).all():
+                finite = torch.isfinite(scores)
+                finite[:, 0] |= padding
+                if cols is not None:
+                    finite[excluded] = True
+                finite[own] = True
+                bad |= ~finite.all(1)
+            if padding:
+                scores[:, 0] = float("-inf")
+            if cols is not None:
+                scores[excluded] = float("-inf")
+            if topk is not None:
+                best = _merge_topk(best, scores, b0, topk_k)
+            if block < num_items:
+                scores[own] = float("-inf")  # the target is not counted against itself...
+            if tie_break == "pessimistic":  # ties count against the model: one comparison pass
+                higher += (scores >= target_scores[:, None]).sum(1)
+            else:
+                higher += (scores > target_scores[:, None]).sum(1)
+                ties += (scores == target_scores[:, None]).sum(1)
+        if block >= num_items:  # ...or is, once, as a tie with itself
+            (higher if tie_break == "pessimistic" else ties).sub_(1)
+        bad_rows += int(bad.sum())
+        if tie_break == "pessimistic":
+            ranks[start:end] = higher
+        else:
+            ranks[start:end] = higher + torch.minimum((uniform[start:end] * (ties + 1)).long(), ties)
         if topk is not None:
-            values, indices = scores.topk(topk_k, dim=1)
+            values, indices = best
             topk[start:end] = indices.masked_fill(values == float("-inf"), -1)
     if bad_rows:
         raise ValueError(
@@ -333,6 +377,18 @@ def full_ranking_metrics(
         recommendable = num_items - int(exclude_padding)
         metrics.update(beyond_accuracy_metrics(topk, recommendable, item_popularity, ks=ks, prefix=prefix))
     return (metrics, topk) if return_topk else metrics
+
+
+def _merge_topk(best, scores: torch.Tensor, offset: int, k: int):
+    """The best ``k`` (values, item indices) per row of the blocks so far and this one (``scores``, whose first column
+    is item ``offset``); among equal scores the earlier block's items stay first (a stable sort)."""
+    values, indices = scores.topk(min(k, scores.shape[1]), dim=1)
+    indices = indices + offset
+    if best is not None:
+        values, indices = torch.cat([best[0], values], 1), torch.cat([best[1], indices], 1)
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+        values, indices = values.gather(1, order), indices.gather(1, order)
+    return values, indices
 
 
 def beyond_accuracy_metrics(
