@@ -1,6 +1,7 @@
 """``RecTrainer``: the retrieval task's trainer on ``BaseTrainer`` (which sums and logs the loss parts, wires AdaLoRA
 and saves checkpoints). It computes the combined loss (with adversarial training), keeps the item-vector cache
-fresh and saves it with checkpoints, puts the encoder on its own learning rate, and evaluates by full ranking."""
+fresh and saves it with checkpoints (or re-encodes it after each save, ``save_item_cache: false``), puts the encoder
+on its own learning rate, and evaluates by full ranking."""
 
 from __future__ import annotations
 
@@ -131,12 +132,23 @@ class RecTrainer(BaseTrainer):
     def save_extra_state(self, output_dir: str) -> None:
         # a resumed run must score with the same stale vectors as the uninterrupted one
         model = self.accelerator.unwrap_model(self.model)
-        if model.model_config.use_text and self._cache_step is not None:
+        if model.model_config.use_text and self._cache_step is not None and self.args.save_item_cache:
             save_file(
                 {"text_cache": model.text_cache.contiguous()},
                 os.path.join(output_dir, CACHE_NAME),
                 metadata={"step": str(self._cache_step)},
             )
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)  # on every process
+        if (
+            not self.args.save_item_cache
+            and self._encoder_trains
+            and self.state.global_step > self.encoder_start_step()
+        ):
+            # No cache in the checkpoint: a run resumed from it re-encodes the catalogue from these weights at its
+            # first step. This run does the same at its next step, so both go on with the same vectors.
+            self._cache_step = None
 
     def load_extra_state(self, checkpoint_dir: str, model) -> None:
         cache = os.path.join(checkpoint_dir, CACHE_NAME)

@@ -99,7 +99,7 @@ def random_rows(n_users=30, per_user=20, n_items=60, seed=0, max_time=200):
     return rows
 
 
-def recipe(tmp_path: Path, tiny_model_dir: str, prepared_dir: str, output_dir: Path) -> Path:
+def recipe(tmp_path: Path, tiny_model_dir: str, prepared_dir: str, output_dir: Path, **overrides) -> Path:
     config = {
         "prepared_dir": prepared_dir,
         "max_history": 10,
@@ -124,6 +124,7 @@ def recipe(tmp_path: Path, tiny_model_dir: str, prepared_dir: str, output_dir: P
         "use_cpu": True,
         "seed": 3,
         "disable_tqdm": True,
+        **overrides,
     }
     path = tmp_path / f"{output_dir.name}.yaml"
     path.write_text(yaml.safe_dump(config))

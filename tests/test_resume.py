@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from helpers import recipe
 
 
@@ -14,13 +15,16 @@ def train(config: Path, **popen):
     return subprocess.Popen([sys.executable, "-m", "recpipe.cli", "train", "--config", str(config)], **popen)
 
 
-def test_sigkill_and_resume_gives_the_same_metrics(tiny_model_dir, prepared_dir, tmp_path):
+@pytest.mark.parametrize("save_item_cache", [True, False], ids=["cache-saved", "cache-re-encoded"])
+def test_sigkill_and_resume_gives_the_same_metrics(tiny_model_dir, prepared_dir, tmp_path, save_item_cache):
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    options = {"save_item_cache": save_item_cache}
     whole = tmp_path / "whole"
-    assert train(recipe(tmp_path, tiny_model_dir, prepared_dir, whole), **quiet).wait(timeout=600) == 0
+    assert train(recipe(tmp_path, tiny_model_dir, prepared_dir, whole, **options), **quiet).wait(timeout=600) == 0
+    assert (whole / "checkpoint-20" / "text_cache.safetensors").is_file() == save_item_cache
 
     broken = tmp_path / "broken"
-    config = recipe(tmp_path, tiny_model_dir, prepared_dir, broken)
+    config = recipe(tmp_path, tiny_model_dir, prepared_dir, broken, **options)
     proc = train(config, **quiet)
     checkpoint = broken / "checkpoint-20" / "trainer_state.json"
     deadline = time.time() + 600
