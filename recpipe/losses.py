@@ -40,14 +40,28 @@ class SoftmaxRecLoss(nn.Module):
         if self.negatives == "sampled":
             if popularity is None:
                 raise InvalidInputError("sampled negatives need item popularity")
-            drawn = torch.multinomial(popularity[1:].float(), self.num_negatives, replacement=True) + 1
+            drawn = self._draw(popularity)
             candidates = torch.unique(torch.cat([candidates, drawn]))
         logits = model.scores(users, table[candidates]) / self.temperature
         if self.logq and popularity is not None:
-            q = popularity[candidates].float().clamp(min=1) / popularity[1:].float().sum()
+            q = popularity[candidates].float().clamp(min=1) / self._cumulative(popularity)[-1]
             logits = logits - torch.log(q)
         labels = torch.searchsorted(candidates, targets)
         return F.cross_entropy(logits.float(), labels)
+
+    def _cumulative(self, popularity: torch.Tensor) -> torch.Tensor:
+        """Running sums of the popularity of items 1..N, computed once: a step draws its negatives by binary
+        search in them (``torch.multinomial`` would rebuild them over the whole catalogue every step)."""
+        cached = getattr(self, "_cumsum", None)
+        if cached is None or cached[0] is not popularity:
+            self._cumsum = (popularity, torch.cumsum(popularity[1:].double(), 0))
+        return self._cumsum[1]
+
+    def _draw(self, popularity: torch.Tensor) -> torch.Tensor:
+        """``num_negatives`` item indices drawn with replacement in proportion to popularity."""
+        cumulative = self._cumulative(popularity)
+        u = torch.rand(self.num_negatives, dtype=torch.float64, device=cumulative.device) * cumulative[-1]
+        return torch.searchsorted(cumulative, u, right=True).clamp(max=len(cumulative) - 1) + 1
 
 
 class ItemRelationLoss(nn.Module):

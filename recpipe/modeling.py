@@ -96,6 +96,31 @@ class UserTower(nn.Module):
         return self.norm(x)
 
 
+class ItemRows:
+    """Item vectors computed on lookup: ``rows[index]`` equals ``model.item_table(fresh_items, fresh_pooled)[index]``
+    (the fresh items' rows carry gradient) without projecting the whole text cache or reading the whole ID table."""
+
+    def __init__(self, model: RecModel, fresh_items: torch.Tensor | None, fresh_pooled: torch.Tensor | None):
+        self.model = model
+        self.fresh = None
+        if model.model_config.use_text and fresh_items is not None and fresh_items.numel():
+            self.sorted_fresh, order = fresh_items.sort()
+            self.fresh = fresh_pooled[order]
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        model, parts = self.model, []
+        if model.model_config.use_text:
+            text = model.text_cache[index]
+            if self.fresh is not None:
+                pos = torch.searchsorted(self.sorted_fresh, index).clamp(max=len(self.sorted_fresh) - 1)
+                hit = self.sorted_fresh[pos] == index
+                text = torch.where(hit[..., None], self.fresh[pos].to(text.dtype), text)
+            parts.append(model.projection(text))
+        if model.id_embedding is not None:
+            parts.append(model.id_embedding(index))
+        return sum(parts)
+
+
 class RecModel(TrainableWeightsMixin, nn.Module):
     """Item tower + user tower, rebuilt from a ``RecModelConfig`` (``num_items`` excludes the padding index 0)."""
 
@@ -173,6 +198,11 @@ class RecModel(TrainableWeightsMixin, nn.Module):
             parts.append(self.id_embedding.weight)
         return sum(parts)
 
+    def item_rows(self, fresh_items: torch.Tensor | None = None, fresh_pooled: torch.Tensor | None = None):
+        """The item table as ``item_table`` gives it, computed only for the rows looked up (``rows[index]``): a
+        step with sampled negatives then reads a few thousand rows, not the whole catalogue."""
+        return ItemRows(self, fresh_items, fresh_pooled)
+
     @torch.no_grad()
     def refresh_text_cache(
         self, tokenized_items: dict[str, torch.Tensor], batch_size: int = 256, progress=False, accelerator=None
@@ -230,8 +260,11 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         last = (input_items > 0).sum(1).clamp(min=1) - 1
         return states[torch.arange(states.shape[0], device=states.device), last]
 
-    def forward(self, **batch) -> dict[str, torch.Tensor | None]:
-        """Representations for the losses: fresh pooled vectors, MLM loss, item table and user states."""
+    def forward(self, all_items: bool = True, **batch) -> dict[str, torch.Tensor | None]:
+        """Representations for the losses: fresh pooled vectors, MLM loss, item table and user states.
+
+        ``all_items=False`` (sampled or in-batch negatives) gives the item table as ``ItemRows``, whose rows are
+        computed when looked up: no per-step work grows with the catalogue."""
         out: dict[str, torch.Tensor | None] = {"mlm_loss": None, "fresh_pooled": None}
         fresh = batch.get("fresh_items")
         if self.model_config.use_text and fresh is not None and fresh.numel():
@@ -239,7 +272,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
                 batch["fresh_input_ids"], batch["fresh_attention_mask"], batch.get("fresh_labels")
             )
         if "input_items" in batch:
-            table = self.item_table(fresh, out["fresh_pooled"])
+            table = (self.item_table if all_items else self.item_rows)(fresh, out["fresh_pooled"])
             out["item_table"] = table
             out["user_states"] = self.user_states(table, batch["input_items"])
         return out

@@ -81,6 +81,8 @@ class RecTrainer(BaseTrainer):
         self._refresh_cache_if_due(unwrapped)
         self.loss_fn.to(inputs[next(iter(inputs))].device)
         attack = self._perturbation is not None and model.training and "fresh_items" in inputs
+        # a softmax over the whole catalogue needs every item's vector; sampled or in-batch negatives only theirs
+        inputs = {**inputs, "all_items": self.args.negatives == "full"}
         with self._perturbation.probe() if attack else nullcontext():
             outputs = model(**inputs)
         parts = self.loss_fn(unwrapped, outputs, inputs)
