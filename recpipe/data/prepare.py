@@ -24,6 +24,7 @@ Splits (item indices are 1-based; 0 is padding):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ import pyarrow.compute as pc
 
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.data.segments import segments, sorted_sets, tails
-from recpipe.data.templates import TEMPLATES, render_item_text
+from recpipe.data.templates import TEMPLATES, render_item_texts
 from recpipe.errors import InvalidInputError, MissingInputError
 
 logger = logging.getLogger(__name__)
@@ -223,13 +224,13 @@ def prepare(
     start = time.perf_counter()
     interactions = tables.interactions.with_format("arrow")[:]
     items = tables.items.with_format("arrow")[:]
-    # Integer codes instead of strings: users numbered in sorted id order (the order of the splits), items in order
-    # of first appearance.
-    user_names = pc.unique(interactions["user_id"])
-    user_names = user_names.take(pc.array_sort_indices(user_names))
-    user = pc.index_in(interactions["user_id"], value_set=user_names).to_numpy()
-    item_names = pc.unique(interactions["item_id"])
-    item = pc.index_in(interactions["item_id"], value_set=item_names).to_numpy()
+    # Integer codes instead of strings (one hash pass a column): users numbered in sorted id order (the order of
+    # the splits), items in order of first appearance.
+    user, user_names = _codes(interactions["user_id"])
+    user_rank = np.empty(len(user_names), dtype=np.int64)
+    user_rank[pc.array_sort_indices(user_names).to_numpy()] = np.arange(len(user_names))
+    user, user_names = user_rank[user], user_names.take(pc.array_sort_indices(user_names))
+    item, item_names = _codes(interactions["item_id"])
     timestamp = interactions["timestamp"].to_numpy()
     rating = interactions["rating"].to_numpy()
     stats: dict[str, Any] = {
@@ -246,20 +247,20 @@ def prepare(
     if interactions.num_rows == 0:
         raise DataFormatError(tables.name, None, "no interactions to prepare")
 
-    # 1. exact duplicates (same user, item and timestamp): the first row is kept (a stable sort keeps row order)
-    order = np.lexsort((timestamp, item, user))
-    same = (np.diff(user[order]) == 0) & (np.diff(item[order]) == 0) & (np.diff(timestamp[order]) == 0)
-    duplicate = np.zeros(len(user), dtype=bool)
-    duplicate[order[1:][same]] = True
-    del order, same
+    # Every step below keeps this order: chronological per user, equal timestamps in file order (a stable sort).
+    order = _chronological(user, timestamp)
+
+    # 1. exact duplicates (same user, item and timestamp) keep their first row; they sit among the ties of the order
+    duplicate = _duplicates(order, user, item, timestamp)
     stats["filtered_out"]["duplicate_interactions"] = int(duplicate.sum())
-    kept = np.flatnonzero(~duplicate)
+    kept = order[~duplicate[order]]
+    del duplicate, order
 
     # 2. items without metadata
     has_metadata = pc.is_in(item_names, value_set=items["item_id"]).to_numpy(zero_copy_only=False)
     known = has_metadata[item[kept]]
     if not known.all():
-        missing = item[kept[~known]]
+        missing = item[np.sort(kept[~known])]  # in file order, for the message
         if cfg.on_bad_record == "error":
             first_seen = missing[np.sort(np.unique(missing, return_index=True)[1])]
             raise DataFormatError(
@@ -300,10 +301,8 @@ def prepare(
     catalogue_rows = np.flatnonzero(first_line & (meta_code >= 0) & in_use[np.maximum(meta_code, 0)])
     item_index = np.zeros(len(item_names), dtype=np.int32)
     item_index[meta_code[catalogue_rows]] = np.arange(1, len(catalogue_rows) + 1)
-    catalogue = items.take(catalogue_rows)
 
-    # 5. chronological order per user; equal timestamps keep the file's row order (the sort is stable)
-    kept = kept[np.lexsort((timestamp[kept], user[kept]))]
+    # 5. each user's sequence (``kept`` is in chronological order)
     counts = np.bincount(user[kept], minlength=len(user_names))
     present = np.flatnonzero(counts)
     ends = np.cumsum(counts[present])
@@ -332,23 +331,33 @@ def prepare(
         cold_split = None
         train, valid, test, split_info = _temporal(seqs, cfg)
 
-    # 7. item text
-    template = TEMPLATES[cfg.template]
-    texts: dict[str, str] = {}
-    for batch in items.to_batches(max_chunksize=50_000):
-        for record in batch.to_pylist():
-            texts[record["item_id"]] = render_item_text(record, template)
-    catalogue_ids = catalogue["item_id"].to_pylist()
-    titles = catalogue["title"].to_pylist() if "title" in catalogue.column_names else [None] * len(catalogue_ids)
+    # 7. item text: one per item id, the last row's (the metadata files repeat a few), in order of first rows
+    texts = render_item_texts(items, TEMPLATES[cfg.template])
+    text_codes, text_ids = _codes(items["item_id"])
+    if len(text_ids) < len(text_codes):
+        last_row = np.zeros(len(text_ids), dtype=np.int64)
+        np.maximum.at(last_row, text_codes, np.arange(len(text_codes)))
+        texts = texts.take(last_row)  # row k: item id text_ids[k]
+    # (copies of a million texts are a third of a gigabyte each: made only where rows are left out)
+    everything = len(catalogue_rows) == len(text_codes) == len(text_ids)
+    catalogue_text = texts if everything else texts.take(text_codes[catalogue_rows])
+    titles = items.column("title").take(catalogue_rows) if "title" in items.column_names else None
+    if titles is None or not pa.types.is_string(titles.type):
+        titles = pa.array(
+            [str(t or "") for t in (titles.to_pylist() if titles is not None else [None] * len(catalogue_rows))]
+        )
     item_table = {
-        "item_index": list(range(1, len(catalogue_ids) + 1)),
-        "item_id": catalogue_ids,
-        "title": [str(t or "") for t in titles],
-        "text": [texts[i] for i in catalogue_ids],
+        "item_index": pa.array(np.arange(1, len(catalogue_rows) + 1)),
+        "item_id": items.column("item_id").take(catalogue_rows),
+        "title": pc.fill_null(titles, ""),
+        "text": catalogue_text,
     }
-    empty_text = sum(1 for t in item_table["text"] if not t)
-    pretrain = {"item_id": [i for i, t in texts.items() if t], "text": [t for t in texts.values() if t]}
-    n_users, n_interactions = len(present), len(kept)
+    empty_text = int(pc.sum(pc.equal(catalogue_text, "")).as_py() or 0)
+    has_text = pc.not_equal(texts, "")
+    if not pc.all(has_text).as_py():
+        text_ids, texts = text_ids.filter(has_text), texts.filter(has_text)
+    pretrain = {"item_id": text_ids, "text": texts}
+    n_users, n_interactions, n_catalogue = len(present), len(kept), len(catalogue_rows)
 
     seq_feature = datasets.Sequence(datasets.Value("int32"))
     eval_features = datasets.Features(
@@ -360,21 +369,26 @@ def prepare(
         }
     )
     train_features = datasets.Features({"user_id": datasets.Value("string"), "item_ids": seq_feature})
+    # Fingerprints from what the splits are made of (the inputs' fingerprints and the configuration): left to
+    # itself, ``datasets`` would hash every table by pickling it, a transient copy of a gigabyte at Amazon scale.
+    inputs = [getattr(t, "_fingerprint", None) for t in (tables.interactions, tables.items)]
+    fingerprint = hashlib.sha256(json.dumps([inputs, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:16]
+    splits = {
+        "train": (train, train_features),
+        "valid": (valid, eval_features),
+        "test": (test, eval_features),
+        **({"test_cold": (cold_split, eval_features)} if cold_split else {}),
+        "items": (item_table, None),
+        "pretrain": (pretrain, None),
+    }
     dd = datasets.DatasetDict(
-        {
-            "train": _dataset(train, train_features),
-            "valid": _dataset(valid, eval_features),
-            "test": _dataset(test, eval_features),
-            **({"test_cold": _dataset(cold_split, eval_features)} if cold_split else {}),
-            "items": datasets.Dataset.from_dict(item_table),
-            "pretrain": datasets.Dataset.from_dict(pretrain),
-        }
+        {name: _dataset(columns, features, f"{fingerprint}-{name}") for name, (columns, features) in splits.items()}
     )
     stats["filtered"] = {
         "users": n_users,
-        "items": len(catalogue_ids),
+        "items": n_catalogue,
         "interactions": n_interactions,
-        "density": float(n_interactions / max(1, n_users * len(catalogue_ids))),
+        "density": float(n_interactions / max(1, n_users * n_catalogue)),
         "items_without_text": empty_text,
     }
     stats["splits"] = {
@@ -396,11 +410,48 @@ def prepare(
     return dd, stats
 
 
-def _dataset(columns: dict, features: datasets.Features) -> datasets.Dataset:
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes of a column's values (in order of first appearance) and the values themselves."""
+    encoded = pc.dictionary_encode(column)
+    if encoded.num_chunks == 0:
+        return np.zeros(0, dtype=np.int64), pa.array([], column.type)
+    # one dictionary for every chunk of a chunked column: the last chunk's holds all values
+    codes = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks]).astype(np.int64)
+    return codes, encoded.chunks[-1].dictionary
+
+
+def _chronological(user: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Row positions by user, then timestamp, then row (stable): one sort of one integer key where it fits."""
+    if len(user) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, span = int(timestamp.min()), int(timestamp.max()) - int(timestamp.min()) + 1
+    if (int(user.max()) + 1) * span < 2**62:
+        return np.argsort(user * span + (timestamp - low), kind="stable")
+    return np.lexsort((timestamp, user))
+
+
+def _duplicates(order: np.ndarray, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Rows that repeat an earlier row's (user, item, timestamp), given the chronological ``order``: such rows lie
+    in runs of equal (user, timestamp), where the items are compared."""
+    same = (np.diff(user[order]) == 0) & (np.diff(timestamp[order]) == 0)
+    in_run = np.zeros(len(order), dtype=bool)
+    in_run[:-1] |= same
+    in_run[1:] |= same
+    rows = order[in_run]  # by (user, timestamp, row)
+    rows = rows[np.lexsort((rows, item[rows], timestamp[rows], user[rows]))]
+    repeat = (np.diff(user[rows]) == 0) & (np.diff(timestamp[rows]) == 0) & (np.diff(item[rows]) == 0)
+    duplicate = np.zeros(len(user), dtype=bool)
+    duplicate[rows[1:][repeat]] = True
+    return duplicate
+
+
+def _dataset(columns: dict, features: datasets.Features | None, fingerprint: str) -> datasets.Dataset:
     """A ``Dataset`` straight from Arrow columns (``Dataset.from_dict`` would encode every row in Python)."""
-    arrays = [pa.array(columns[name]) if isinstance(columns[name], list) else columns[name] for name in features]
-    table = pa.Table.from_arrays(arrays, names=list(features)).cast(features.arrow_schema)
-    return datasets.Dataset(table)
+    arrays = [pa.array(column) if isinstance(column, list) else column for column in columns.values()]
+    table = pa.Table.from_arrays(arrays, names=list(columns))
+    if features is not None:
+        table = table.cast(features.arrow_schema)
+    return datasets.Dataset(table, fingerprint=fingerprint)
 
 
 def save_prepared(dd: datasets.DatasetDict, stats: dict, output_dir: str | os.PathLike) -> None:
