@@ -74,8 +74,11 @@ class ItemIndex:
                 faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
             )
         if not self.index.is_trained:
-            # k-means on a sample: FAISS itself would sample 256 points a list
-            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 256 * self.nlist]]
+            # k-means on 40 points a list (FAISS asks for 39) and 10 iterations: FAISS's own defaults, 256 points and
+            # 25 iterations, take the whole of a million-item catalogue and minutes; the lists barely differ
+            ivf = faiss.extract_index_ivf(self.index)
+            ivf.cp.niter = 10
+            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 40 * self.nlist]]
             self.index.train(sample)
         self.index.add_with_ids(vectors, np.asarray(item_indices, dtype=np.int64))
 
