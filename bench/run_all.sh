@@ -9,6 +9,8 @@ MODE=${1:-quick}
 $PY bench/prepare_speed.py
 $PY bench/eval_speed.py
 $PY bench/speed.py
+# cost curves against the catalogue size (issue 17): 10K items in minutes; the full curves take about an hour
+if [ "$MODE" = quick ]; then $PY bench/scale.py --sizes 10K; else $PY bench/scale.py --sizes 10K 100K 1M; fi
 if [ "$MODE" = quick ]; then
   $PY bench/quality.py --mode quick
 else

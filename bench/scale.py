@@ -35,7 +35,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "scale"
-PHASES = ("prepare", "encode", "train_text", "train_text+id", "train_full", "train_text-before", "eval", "index")
+PHASES = (
+    "prepare",
+    "encode",
+    "train_text",
+    "train_text+id",
+    "train_full",
+    "train_text-before",
+    "train_ratio",
+    "eval",
+    "index",
+)
 TIMEOUT_S = 20 * 60
 FULL_SOFTMAX_MAX_ITEMS = 200_000  # logits of 32 x 50 positions x N items (and their gradient) must fit in memory
 
@@ -130,6 +140,7 @@ def tokens_of(dd, rows, max_text_length: int = 32) -> dict:
 def phase_encode(p: dict, n: int) -> dict:
     import torch
 
+    from recpipe.collators import tokenize_items
     from recpipe.configs import ModelArguments, RecModelConfig
     from recpipe.data import load_prepared
     from recpipe.modeling import build_model
@@ -139,10 +150,11 @@ def phase_encode(p: dict, n: int) -> dict:
     model, _ = build_model(RecModelConfig.from_arguments(ModelArguments(), num_items=num_items, max_history=50))
     sample = min(num_items, 1024)
     rows = torch.randperm(num_items, generator=torch.Generator().manual_seed(0))[:sample]
+    tokens, tokenizer = tokens_of(dd, rows[:64])  # loads the tokenizer, warms it up
+    texts = [dd["items"][int(r)]["text"] for r in rows]
     start = time.perf_counter()
-    tokens, _ = tokens_of(dd, rows)
+    part = tokenize_items(texts, tokenizer, 32)
     tokenize_s = time.perf_counter() - start
-    part = {k: v[rows] for k, v in tokens.items()}
     model.refresh_text_cache({k: v[:64] for k, v in part.items()})  # warm-up
     start = time.perf_counter()
     model.refresh_text_cache(part, batch_size=256)
@@ -158,67 +170,120 @@ def phase_encode(p: dict, n: int) -> dict:
     }
 
 
-def phase_train(p: dict, n: int, variant: str) -> dict:
-    import tempfile
+class TrainSetup:
+    """One catalogue's model (MiniLM + LoRA, random text cache), loss, optimizer and ten batches, ready to step."""
 
-    import torch
-    from safetensors.torch import save_file
-    from transformers import DataCollatorForLanguageModeling
+    def __init__(self, p: dict, variant: str):
+        import tempfile
 
-    from recpipe.collators import FreshItemEncoder, SequenceCollator, make_windows
-    from recpipe.configs import ModelArguments, RecModelConfig, RecTrainingArguments
-    from recpipe.data import load_prepared
-    from recpipe.evaluation import item_popularity
-    from recpipe.losses import CombinedLoss
-    from recpipe.modeling import build_model
+        import torch
+        from transformers import DataCollatorForLanguageModeling
 
-    dd, _ = load_prepared(p["prepared"])
-    num_items = len(dd["items"])
-    if variant == "full" and num_items > FULL_SOFTMAX_MAX_ITEMS:
-        return {"skipped": f"the full softmax's logits over {num_items:,} items do not fit: not measured"}
-    windows = make_windows(dd["train"], 50).shuffle(seed=0).select(range(320))
-    used = sorted({i for w in windows["items"] for i in w})
-    tokens, tokenizer = tokens_of(dd, [i - 1 for i in used])
-    margs = ModelArguments(use_item_ids=variant != "text")
-    model, _ = build_model(RecModelConfig.from_arguments(margs, num_items=num_items, max_history=50))
-    torch.manual_seed(0)
-    model.text_cache.normal_()  # the cost of a step does not depend on the cached vectors' values
-    model.train()
-    negatives = "full" if variant == "full" else "sampled"
-    args = RecTrainingArguments(
-        output_dir=tempfile.mkdtemp(), negatives=negatives, num_negatives=1024, mlm_weight=0.1, use_cpu=True
-    )
-    loss_fn = CombinedLoss(args, item_popularity(dd["train"], num_items))
-    optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
-    mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
-    collate = SequenceCollator(FreshItemEncoder(tokens, mlm, 32))
-    batches = [collate([windows[i * 32 + j] for j in range(32)]) for i in range(10)]
-    all_items = negatives == "full" or variant == "text-before"  # before: the whole table at every step
-    times, cpu = [], []
-    for batch in batches:
+        from recpipe.collators import FreshItemEncoder, SequenceCollator, make_windows
+        from recpipe.configs import ModelArguments, RecModelConfig, RecTrainingArguments
+        from recpipe.data import load_prepared
+        from recpipe.evaluation import item_popularity
+        from recpipe.losses import CombinedLoss
+        from recpipe.modeling import build_model
+
+        dd, _ = load_prepared(p["prepared"])
+        self.num_items = len(dd["items"])
+        users = dd["train"].shuffle(seed=0).select(range(min(400, len(dd["train"]))))  # enough for 10 batches
+        windows = make_windows(users, 50).shuffle(seed=0).select(range(320))
+        used = sorted({i for w in windows["items"] for i in w})
+        tokens, tokenizer = tokens_of(dd, [i - 1 for i in used])
+        margs = ModelArguments(use_item_ids=variant != "text")
+        config = RecModelConfig.from_arguments(margs, num_items=self.num_items, max_history=50)
+        self.model, _ = build_model(config)
+        torch.manual_seed(0)
+        self.model.text_cache.normal_()  # the cost of a step does not depend on the cached vectors' values
+        self.model.train()
+        self.negatives = "full" if variant == "full" else "sampled"
+        args = RecTrainingArguments(
+            output_dir=tempfile.mkdtemp(), negatives=self.negatives, num_negatives=1024, mlm_weight=0.1, use_cpu=True
+        )
+        self.loss_fn = CombinedLoss(args, item_popularity(dd["train"], self.num_items))
+        self.optimizer = torch.optim.AdamW([q for q in self.model.parameters() if q.requires_grad], lr=1e-4)
+        mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+        collate = SequenceCollator(FreshItemEncoder(tokens, mlm, 32))
+        self.batches = [collate([windows[i * 32 + j] for j in range(32)]) for i in range(10)]
+
+    def step(self, k: int, all_items: bool | None = None) -> tuple[float, float]:
+        """One optimizer step on batch ``k``: (wall, process CPU) seconds. ``all_items``: the whole item table (the
+        code before this issue with sampled negatives), default only for the full softmax."""
+        import torch
+
+        all_items = self.negatives == "full" if all_items is None else all_items
+        batch = self.batches[k % len(self.batches)]
         start, start_cpu = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            outputs = model(**batch, all_items=all_items)
-            loss = sum(loss_fn(model, outputs, batch).values())
+            outputs = self.model(**batch, all_items=all_items)
+            loss = sum(self.loss_fn(self.model, outputs, batch).values())
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    out = {
-        "items": num_items,
-        "step_s": statistics.median(times[2:]),  # two warm-up steps
-        "step_cpu_s": statistics.median(cpu[2:]),  # both threads: less sensitive to the other work on the machine
-        "steps_s": times,
-        "peak_rss_mib": peak_rss_mib(),
-        "trainable_parameters": sum(q.numel() for q in model.parameters() if q.requires_grad),
-    }
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def medians(steps: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(w for w, _ in steps), statistics.median(c for _, c in steps)
+
+
+def phase_train(p: dict, n: int, variant: str) -> dict:
+    """``text`` / ``text+id`` / ``full``: 2 warm-up and 8 measured steps. ``text-before``: the text model's step
+    now and with the whole item table built (the code before this issue), alternated step by step."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    if variant == "full":
+        from recpipe.data import load_prepared
+
+        num_items = len(load_prepared(p["prepared"])[0]["items"])
+        if num_items > FULL_SOFTMAX_MAX_ITEMS:
+            return {"skipped": f"the full softmax's logits over {num_items:,} items do not fit: not measured"}
+    setup = TrainSetup(p, "text" if variant == "text-before" else variant)
+    warm = [setup.step(k) for k in range(2)]
+    out = {"items": setup.num_items, "peak_rss_mib": peak_rss_mib()}  # a step's memory shows in its first steps
+    if variant == "text-before":
+        now, before = [], []
+        for k in range(2, 10):  # side by side: the machine is shared, its load moves
+            now.append(setup.step(k, all_items=False))
+            before.append(setup.step(k, all_items=True))
+        out["step_s"], out["step_cpu_s"] = medians(now)
+        out["step_before_s"], out["step_before_cpu_s"] = medians(before)
+        out["before_over_now_cpu"] = out["step_before_cpu_s"] / out["step_cpu_s"]
+        out["peak_rss_with_before_mib"] = peak_rss_mib()
+        return out
+    steps = [setup.step(k) for k in range(2, 10)]
+    out["step_s"], out["step_cpu_s"] = medians(steps)
+    out["steps_s"] = [w for w, _ in warm + steps]
+    out["trainable_parameters"] = sum(q.numel() for q in setup.model.parameters() if q.requires_grad)
     if variant in ("text", "text+id"):
         with tempfile.TemporaryDirectory() as folder:
-            model.save_pretrained(folder)
+            setup.model.save_pretrained(folder)
             out["checkpoint_weights_bytes"] = sum(f.stat().st_size for f in Path(folder).iterdir())
-            save_file({"text_cache": model.text_cache.contiguous()}, os.path.join(folder, "cache.safetensors"))
+            save_file({"text_cache": setup.model.text_cache.contiguous()}, os.path.join(folder, "cache.safetensors"))
             out["checkpoint_item_cache_bytes"] = Path(folder, "cache.safetensors").stat().st_size
+    return out
+
+
+def phase_ratio(p: dict, p_small: dict) -> dict:
+    """The text model's sampled-negatives step at this size and at 10K items, alternated step by step in one
+    process: the ratio the issue's target is about, both measured under the same load."""
+    large, small = TrainSetup(p, "text"), TrainSetup(p_small, "text")
+    for k in range(2):
+        large.step(k), small.step(k)
+    big, little = [], []
+    for k in range(2, 10):
+        big.append(large.step(k))
+        little.append(small.step(k))
+    out = {"items": large.num_items, "small_items": small.num_items}
+    out["step_s"], out["step_cpu_s"] = medians(big)
+    out["small_step_s"], out["small_step_cpu_s"] = medians(little)
+    out["ratio_cpu"] = out["step_cpu_s"] / out["small_step_cpu_s"]
+    out["ratio_wall"] = out["step_s"] / out["small_step_s"]
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
@@ -291,13 +356,11 @@ def exact_top10(items, queries, exclude):
 
 
 def phase_index(p: dict, n: int) -> dict:
-    import faiss
     import numpy as np
 
     from recpipe.data import load_prepared
     from recpipe.index import ItemIndex
 
-    faiss.omp_set_num_threads(2)
     dd, _ = load_prepared(p["prepared"])
     start = time.perf_counter()
     items, queries, exclude = item_and_query_vectors(dd)
@@ -310,17 +373,20 @@ def phase_index(p: dict, n: int) -> dict:
         index.add(items, ids)
         build_s = time.perf_counter() - start
         measured = len(queries) if kind != "flat" else min(len(queries), 200)
-        latencies, found = [], []
+        latencies, cpu, found = [], [], []
         for q in range(measured):  # one user a request, as a server sees them
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             _, top = index.search(queries[q : q + 1], 10, [exclude[q]])
             latencies.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
             found.append(top[0])
         recall = float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact[:measured])]))
         out[kind] = {
             "build_s": build_s,
             "p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+            "cpu_p50_ms": 1000 * float(np.percentile(cpu, 50)),
+            "cpu_p99_ms": 1000 * float(np.percentile(cpu, 99)),
             "recall@10": recall,
             "queries": measured,
             "settings": {"nlist": index.nlist, "nprobe": index.nprobe, "ef_search": index.ef_search},
@@ -336,6 +402,8 @@ def run_child(phase: str, n: int, data_dir: Path) -> dict:
         return phase_prepare(p, n)
     if phase == "encode":
         return phase_encode(p, n)
+    if phase == "train_ratio":
+        return phase_ratio(p, paths(data_dir, 10_000))
     if phase.startswith("train_"):
         return phase_train(p, n, phase.removeprefix("train_"))
     if phase == "eval":
@@ -456,13 +524,88 @@ def plot() -> Path:
     return out
 
 
+ROWS = [
+    ("reviews read", lambda r: f"{r['prepare']['reviews']:,}"),
+    ("items after 5-core", lambda r: f"{r['prepare']['filtered']['items']:,}"),
+    ("read + prepare, s", lambda r: f"{r['prepare']['read_s']:.1f} + {r['prepare']['prepare_s']:.1f}"),
+    (
+        "read + prepare, reviews/s (per CPU-second)",
+        lambda r: f"{r['prepare']['reviews_per_s']:,.0f} ({r['prepare']['reviews_per_cpu_s']:,.0f})",
+    ),
+    ("read + prepare, peak RSS MiB", lambda r: f"{r['prepare']['peak_rss_mib']:,.0f}"),
+    ("tokenize catalogue, s (sample-scaled)", lambda r: f"{r['encode']['tokenize_catalogue_s']:,.0f}"),
+    ("encode catalogue = cache refresh, s (sample-scaled)", lambda r: f"{r['encode']['encode_catalogue_s']:,.0f}"),
+    ("step, text, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text"])),
+    ("step, text+ID, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text+id"])),
+    ("step, text+ID, full softmax, s (CPU s)", lambda r: _step(r["train_full"])),
+    ("step, text, before this issue (whole table), s (CPU s)", lambda r: _step(r["train_text-before"])),
+    (
+        "train peak RSS MiB, text / text+ID",
+        lambda r: f"{r['train_text']['peak_rss_mib']:,.0f} / {r['train_text+id']['peak_rss_mib']:,.0f}",
+    ),
+    (
+        "checkpoint weights MiB, text / text+ID",
+        lambda r: (
+            f"{r['train_text']['checkpoint_weights_bytes'] / 2**20:,.1f} / "
+            f"{r['train_text+id']['checkpoint_weights_bytes'] / 2**20:,.1f}"
+        ),
+    ),
+    (
+        "item cache in a checkpoint MiB (save_item_cache)",
+        lambda r: f"{r['train_text']['checkpoint_item_cache_bytes'] / 2**20:,.0f}",
+    ),
+    (
+        "evaluation, 10K users, s (peak RSS MiB)",
+        lambda r: f"{r['eval']['eval_s']:.1f} ({r['eval']['peak_rss_mib']:,.0f})",
+    ),
+    *[
+        (f"{kind}: build s / p50 ms / p99 ms / Recall@10", lambda r, kind=kind: _index(r["index"][kind]))
+        for kind in ("flat", "hnsw", "ivf")
+    ],
+    ("load average during the phases", lambda r: _loads(r)),
+]
+
+
+def _step(phase: dict) -> str:
+    if "skipped" in phase or "failed" in phase:
+        return "not measured" if "skipped" in phase else "failed"
+    return f"{phase['step_s']:.2f} ({phase['step_cpu_s']:.2f})" if "step_cpu_s" in phase else f"{phase['step_s']:.2f}"
+
+
+def _index(i: dict) -> str:
+    return f"{i['build_s']:.1f} / {i['p50_ms']:.2f} / {i['p99_ms']:.2f} / {i['recall@10']:.3f}"
+
+
+def _loads(r: dict) -> str:
+    loads = [v["load_before"] for k, v in r.items() if isinstance(v, dict) and "load_before" in v]
+    return f"{min(loads):.1f}–{max(loads):.1f}"
+
+
+def table() -> str:
+    """The figures as a markdown table, one column a size."""
+    res = load_results()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scale_data import size_name
+
+    lines = ["| measure | " + " | ".join(size_name(n) for n in res) + " |", "| --- |" + " --- |" * len(res)]
+    for label, get in ROWS:
+        cells = []
+        for r in res.values():
+            try:
+                cells.append(get(r))
+            except (KeyError, TypeError):
+                cells.append("–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["10K"])
     parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data" / "scale")
     parser.add_argument("--force", action="store_true", help="measure finished phases again")
-    parser.add_argument("--plot", action="store_true", help="only draw bench/results/scale.png")
+    parser.add_argument("--plot", action="store_true", help="only draw bench/results/scale.png and print the table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes]
@@ -472,6 +615,7 @@ def main() -> None:
     if not args.plot:
         measure(sizes, args.phases, args.data_dir, args.force)
     print(f"wrote {plot()}")
+    print(table())
 
 
 if __name__ == "__main__":
