@@ -45,6 +45,7 @@ PHASES = (
     "train_ratio",
     "eval",
     "index",
+    "index_sweep",
 )
 TIMEOUT_S = 20 * 60
 FULL_SOFTMAX_MAX_ITEMS = 200_000  # logits of 32 x 50 positions x N items (and their gradient) must fit in memory
@@ -396,6 +397,44 @@ def phase_index(p: dict, n: int) -> dict:
     return out
 
 
+def phase_index_sweep(p: dict, n: int) -> dict:
+    """Recall@10 against latency for HNSW efSearch and IVF nprobe settings, on one build of each (the same vectors,
+    queries and exclusions as the index phase, 500 queries a setting)."""
+    import numpy as np
+
+    from recpipe.data import load_prepared
+    from recpipe.index import ItemIndex
+
+    dd, _ = load_prepared(p["prepared"])
+    items, queries, exclude = item_and_query_vectors(dd, queries=500)
+    exact = exact_top10(items, queries, exclude)
+    out = {"items": len(items), "queries": len(queries)}
+    for kind, knob, values in (("ivf", "nprobe", (32, 64, 128, 256)), ("hnsw", "ef_search", (128, 256, 512, 1024))):
+        start = time.perf_counter()
+        index = ItemIndex(items.shape[1], kind=kind)
+        index.add(items, np.arange(1, len(items) + 1))
+        out[f"{kind}_build_s"] = time.perf_counter() - start
+        for value in values:
+            setattr(index, knob, value)
+            latencies, cpu, found = [], [], []
+            for q in range(len(queries)):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                _, top = index.search(queries[q : q + 1], 10, [exclude[q]])
+                latencies.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+                found.append(top[0])
+            out[f"{kind}_{knob}={value}"] = {
+                "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+                "cpu_p99_ms": 1000 * float(np.percentile(cpu, 99)),
+                "recall@10": float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])),
+            }
+            print(kind, value, out[f"{kind}_{knob}={value}"], file=sys.stderr, flush=True)
+        del index
+    out["peak_rss_mib"] = peak_rss_mib()
+    return out
+
+
 def run_child(phase: str, n: int, data_dir: Path) -> dict:
     p = paths(data_dir, n)
     if phase == "prepare":
@@ -410,6 +449,8 @@ def run_child(phase: str, n: int, data_dir: Path) -> dict:
         return phase_eval(p, n)
     if phase == "index":
         return phase_index(p, n)
+    if phase == "index_sweep":
+        return phase_index_sweep(p, n)
     raise ValueError(phase)
 
 
@@ -491,17 +532,18 @@ def plot() -> Path:
         axes[0].plot(*series(get), marker="o", label=label)
     axes[0].set_title("one-off costs (s)")
     steps = {
-        "step, text, sampled": lambda r: r["train_text"]["step_s"],
-        "step, text+ID, sampled": lambda r: r["train_text+id"]["step_s"],
-        "step, text+ID, full softmax": lambda r: r["train_full"].get("step_s"),
-        "step, text, before (whole table)": lambda r: r["train_text-before"]["step_s"],
-        "query p99, HNSW (x1000)": lambda r: r["index"]["hnsw"]["p99_ms"],
-        "query p99, IVF (x1000)": lambda r: r["index"]["ivf"]["p99_ms"],
-        "query p99, flat (x1000)": lambda r: r["index"]["flat"]["p99_ms"],
+        "step, text, sampled (CPU s)": lambda r: r["train_text"]["step_cpu_s"],
+        "step, text, sampled, beside the 10K one (CPU s)": lambda r: r["train_ratio"]["step_cpu_s"],
+        "step, text+ID, sampled (CPU s)": lambda r: r["train_text+id"]["step_cpu_s"],
+        "step, text+ID, full softmax (CPU s)": lambda r: r["train_full"].get("step_cpu_s"),
+        "step, text, before (whole table, CPU s)": lambda r: r["train_text-before"]["step_before_cpu_s"],
+        "query p99 ms, HNSW (efSearch 128)": lambda r: r["index"]["hnsw"]["p99_ms"],
+        "query p99 ms, IVF (nprobe 32)": lambda r: r["index"]["ivf"]["p99_ms"],
+        "query p99 ms, flat": lambda r: r["index"]["flat"]["p99_ms"],
     }
     for label, get in steps.items():
         axes[1].plot(*series(get), marker="o", label=label)
-    axes[1].set_title("per step / per query (s; queries in ms)")
+    axes[1].set_title("per training step (CPU s) / per query (ms)")
     memory = {
         "peak RSS, read + prepare": lambda r: r["prepare"]["peak_rss_mib"],
         "peak RSS, train text": lambda r: r["train_text"]["peak_rss_mib"],
@@ -536,9 +578,10 @@ ROWS = [
     ("tokenize catalogue, s (sample-scaled)", lambda r: f"{r['encode']['tokenize_catalogue_s']:,.0f}"),
     ("encode catalogue = cache refresh, s (sample-scaled)", lambda r: f"{r['encode']['encode_catalogue_s']:,.0f}"),
     ("step, text, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text"])),
+    ("same step beside the 10K one, s (CPU s); ratio", lambda r: _ratio(r["train_ratio"])),
     ("step, text+ID, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text+id"])),
     ("step, text+ID, full softmax, s (CPU s)", lambda r: _step(r["train_full"])),
-    ("step, text, before this issue (whole table), s (CPU s)", lambda r: _step(r["train_text-before"])),
+    ("step, text, before this issue (whole table) beside now, CPU s", lambda r: _before(r["train_text-before"])),
     (
         "train peak RSS MiB, text / text+ID",
         lambda r: f"{r['train_text']['peak_rss_mib']:,.0f} / {r['train_text+id']['peak_rss_mib']:,.0f}",
@@ -562,6 +605,7 @@ ROWS = [
         (f"{kind}: build s / p50 ms / p99 ms / Recall@10", lambda r, kind=kind: _index(r["index"][kind]))
         for kind in ("flat", "hnsw", "ivf")
     ],
+    ("Recall@10 @ p99 by setting (500 queries)", lambda r: _sweep(r)),
     ("load average during the phases", lambda r: _loads(r)),
 ]
 
@@ -570,6 +614,27 @@ def _step(phase: dict) -> str:
     if "skipped" in phase or "failed" in phase:
         return "not measured" if "skipped" in phase else "failed"
     return f"{phase['step_s']:.2f} ({phase['step_cpu_s']:.2f})" if "step_cpu_s" in phase else f"{phase['step_s']:.2f}"
+
+
+def _ratio(phase: dict) -> str:
+    return (
+        f"{phase['step_s']:.1f} ({phase['step_cpu_s']:.2f}) vs {phase['small_step_s']:.1f} "
+        f"({phase['small_step_cpu_s']:.2f}); **{phase['ratio_cpu']:.2f}×**"
+    )
+
+
+def _before(phase: dict) -> str:
+    return f"{phase['step_before_cpu_s']:.2f} vs {phase['step_cpu_s']:.2f} ({phase['before_over_now_cpu']:.2f}×)"
+
+
+def _sweep(r: dict) -> str:
+    sweep = r["index_sweep"]
+    cells = [
+        f"{k.split('_', 1)[1]}: {v['recall@10']:.3f} @ {v['p99_ms']:.1f} ms"
+        for k, v in sweep.items()
+        if isinstance(v, dict) and "recall@10" in v
+    ]
+    return "; ".join(cells)
 
 
 def _index(i: dict) -> str:

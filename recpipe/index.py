@@ -5,8 +5,9 @@ catalogue. Under cosine similarity the vectors are already normalised and inner 
 
 Known items are excluded inside the search: FAISS skips them while it scans (an ``IDSelector`` in the search
 parameters), so a user with a thousand known items still gets ``k`` answers from an approximate index, and no result
-list is filtered afterwards. The defaults reach Recall@10 >= 0.95 of exact search at a million items (see
-BENCHMARKS.md, "Scale"): HNSW with M = 32 and efSearch = 128; IVF with about 4·sqrt(N) lists, 32 of them probed.
+list is filtered afterwards. Defaults from a sweep at a million items (BENCHMARKS.md, "Scale"; Recall@10 against
+exact search / p99 of a single query, on 2 busy cores): HNSW with M = 32 and efSearch = 512 (0.977 / 4.9 ms;
+efSearch 128: 0.885); IVF with about 4·sqrt(N) lists and a 16th of them probed (256 of 3,917: 0.978 / 10.7 ms).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class ItemIndex:
         nlist (`int`, *optional*): IVF lists; default about 4·sqrt(N) of the first vectors added (at most N).
         hnsw_m (`int`, defaults to 32): HNSW links per node.
         ef_construction (`int`, defaults to 64): HNSW candidate list while building.
-        ef_search (`int`, defaults to 128): HNSW candidate list while searching (recall against latency).
-        nprobe (`int`, defaults to 32): IVF lists scanned per query (recall against latency).
+        ef_search (`int`, defaults to 512): HNSW candidate list while searching (recall against latency).
+        nprobe (`int`, *optional*): IVF lists scanned per query (recall against latency); default a 16th of the
+            lists, at least 32.
     """
 
     def __init__(
@@ -44,8 +46,8 @@ class ItemIndex:
         nlist: int | None = None,
         hnsw_m: int = 32,
         ef_construction: int = 64,
-        ef_search: int = 128,
-        nprobe: int = 32,
+        ef_search: int = 512,
+        nprobe: int | None = None,
     ):
         if kind not in KINDS:
             raise InvalidInputError(f"unknown index kind {kind!r}: flat, hnsw or ivf")
@@ -69,6 +71,7 @@ class ItemIndex:
         if self.index is None:
             nlist = self.nlist or min(round(4 * math.sqrt(len(vectors))), len(vectors) // 39)  # 39 points a list
             self.nlist = max(1, min(nlist, len(vectors)))
+            self.nprobe = self.nprobe or min(self.nlist, max(32, self.nlist // 16))
             quantizer = faiss.IndexFlatIP(self.dim)
             self.index = faiss.IndexIDMap2(
                 faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
@@ -140,6 +143,6 @@ class ItemIndex:
         meta = json.loads((folder / "index.json").read_text())
         obj = cls.__new__(cls)
         obj.kind, obj.dim, obj.nlist = meta["kind"], meta["dim"], meta.get("nlist")
-        obj.ef_search, obj.nprobe = meta.get("ef_search", 128), meta.get("nprobe", 32)
+        obj.ef_search, obj.nprobe = meta.get("ef_search", 512), meta.get("nprobe") or 32
         obj.index = faiss.read_index(str(folder / INDEX_FILE))
         return obj
