@@ -10,7 +10,11 @@ $PY bench/prepare_speed.py
 $PY bench/eval_speed.py
 $PY bench/speed.py
 # cost curves against the catalogue size (issue 17): 10K items in minutes; the full curves take about an hour
-if [ "$MODE" = quick ]; then $PY bench/scale.py --sizes 10K; else $PY bench/scale.py --sizes 10K 100K 1M; fi
+if [ "$MODE" = quick ]; then
+  $PY bench/scale.py --sizes 10K --phases prepare encode train_text train_text+id eval index index_sweep
+else
+  $PY bench/scale.py --sizes 10K 100K 1M
+fi
 if [ "$MODE" = quick ]; then
   $PY bench/quality.py --mode quick
 else

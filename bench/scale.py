@@ -272,6 +272,8 @@ def phase_train(p: dict, n: int, variant: str) -> dict:
 def phase_ratio(p: dict, p_small: dict) -> dict:
     """The text model's sampled-negatives step at this size and at 10K items, alternated step by step in one
     process: the ratio the issue's target is about, both measured under the same load."""
+    if p["prepared"] == p_small["prepared"]:
+        return {"skipped": "the reference size itself"}
     large, small = TrainSetup(p, "text"), TrainSetup(p_small, "text")
     for k in range(2):
         large.step(k), small.step(k)
@@ -485,8 +487,11 @@ def measure(sizes: list[int], phases: list[str], data_dir: Path, force: bool) ->
                     results[phase] = {"failed": proc.stderr[-2000:]}
                 else:
                     results[phase] = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[phase].update(wall_s=time.perf_counter() - start, load_before=load, load_after=os.getloadavg()[0])
-            results[phase]["date"] = time.strftime("%Y-%m-%d %H:%M")
+            measured = results[phase]
+            measured.update(wall_s=time.perf_counter() - start, load_before=load, load_after=os.getloadavg()[0])
+            measured["date"] = time.strftime("%Y-%m-%d %H:%M")
+            # read again before writing: another run may have written other phases of this size meanwhile
+            results = {**(json.loads(path.read_text()) if path.is_file() else results), phase: measured}
             path.write_text(json.dumps(results, indent=2))  # after every phase: resumable
             print(f"{size_name(n)} {phase}: {json.dumps(results[phase])[:400]}", flush=True)
 
@@ -546,10 +551,10 @@ def plot() -> Path:
     axes[1].set_title("per training step (CPU s) / per query (ms)")
     memory = {
         "peak RSS, read + prepare": lambda r: r["prepare"]["peak_rss_mib"],
-        "peak RSS, train text": lambda r: r["train_text"]["peak_rss_mib"],
+        "peak RSS, train text": lambda r: r.get("train_text", r["train_text-before"])["peak_rss_mib"],
         "peak RSS, train text+ID": lambda r: r["train_text+id"]["peak_rss_mib"],
         "checkpoint weights, text+ID (MiB)": lambda r: r["train_text+id"]["checkpoint_weights_bytes"] / 2**20,
-        "item cache in a checkpoint (MiB)": lambda r: r["train_text"]["checkpoint_item_cache_bytes"] / 2**20,
+        "item cache in a checkpoint (MiB)": lambda r: r["train_text+id"]["checkpoint_item_cache_bytes"] / 2**20,
     }
     for label, get in memory.items():
         axes[2].plot(*series(get), marker="o", label=label)
@@ -584,25 +589,28 @@ ROWS = [
     ("step, text, before this issue (whole table) beside now, CPU s", lambda r: _before(r["train_text-before"])),
     (
         "train peak RSS MiB, text / text+ID",
-        lambda r: f"{r['train_text']['peak_rss_mib']:,.0f} / {r['train_text+id']['peak_rss_mib']:,.0f}",
+        lambda r: (
+            f"{_get(r, 'peak_rss_mib', 'train_text', 'train_text-before')} / "
+            f"{_get(r, 'peak_rss_mib', 'train_text+id')}"
+        ),
     ),
     (
         "checkpoint weights MiB, text / text+ID",
         lambda r: (
-            f"{r['train_text']['checkpoint_weights_bytes'] / 2**20:,.1f} / "
-            f"{r['train_text+id']['checkpoint_weights_bytes'] / 2**20:,.1f}"
+            f"{_get(r, 'checkpoint_weights_bytes', 'train_text', scale=2**20)} / "
+            f"{_get(r, 'checkpoint_weights_bytes', 'train_text+id', scale=2**20)}"
         ),
     ),
     (
         "item cache in a checkpoint MiB (save_item_cache)",
-        lambda r: f"{r['train_text']['checkpoint_item_cache_bytes'] / 2**20:,.0f}",
+        lambda r: _get(r, "checkpoint_item_cache_bytes", "train_text", "train_text+id", scale=2**20),
     ),
     (
         "evaluation, 10K users, s (peak RSS MiB)",
         lambda r: f"{r['eval']['eval_s']:.1f} ({r['eval']['peak_rss_mib']:,.0f})",
     ),
     *[
-        (f"{kind}: build s / p50 ms / p99 ms / Recall@10", lambda r, kind=kind: _index(r["index"][kind]))
+        (f"{kind}: build s / p50 / p99 (CPU p99) ms / Recall@10", lambda r, kind=kind: _index(r["index"][kind]))
         for kind in ("flat", "hnsw", "ivf")
     ],
     ("Recall@10 @ p99 by setting (500 queries)", lambda r: _sweep(r)),
@@ -614,6 +622,15 @@ def _step(phase: dict) -> str:
     if "skipped" in phase or "failed" in phase:
         return "not measured" if "skipped" in phase else "failed"
     return f"{phase['step_s']:.2f} ({phase['step_cpu_s']:.2f})" if "step_cpu_s" in phase else f"{phase['step_s']:.2f}"
+
+
+def _get(r: dict, key: str, *phases: str, scale: float = 1) -> str:
+    """``key`` of the first of ``phases`` that has it, or "–"."""
+    for phase in phases:
+        if key in r.get(phase, {}):
+            value = r[phase][key] / scale
+            return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+    return "–"
 
 
 def _ratio(phase: dict) -> str:
@@ -638,7 +655,7 @@ def _sweep(r: dict) -> str:
 
 
 def _index(i: dict) -> str:
-    return f"{i['build_s']:.1f} / {i['p50_ms']:.2f} / {i['p99_ms']:.2f} / {i['recall@10']:.3f}"
+    return f"{i['build_s']:.1f} / {i['p50_ms']:.2f} / {i['p99_ms']:.2f} ({i['cpu_p99_ms']:.2f}) / {i['recall@10']:.3f}"
 
 
 def _loads(r: dict) -> str:
