@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     # issue 15's schedules around the recipe: a longer LoRA phase; the recipe without its MLM part; relation +
     # MLM pretraining of the encoder (LoRA) before the recipe, so the cached vectors of phase 1 carry co-occurrence
     "text+id-lora-2phase-long": {"max_steps": "2800"},
+    # the recipe before mlm_on_copy: item vectors of the LoRA phase from the masked text of the MLM part
+    "text+id-lora-2phase-masked": {"mlm_on_copy": "false"},
     "text+id-lora-2phase-mlm0": {"mlm_weight": "0"},
     "text+id-lora-2phase-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1", "pretrain_max_steps": "400"},
     "text+id-adalora": {**LORA_600, "peft_type": "adalora"},
@@ -84,6 +86,16 @@ VARIANTS: dict[str, dict[str, str]] = {
         "eval_steps": "1000",
         "save_steps": "1000",
     },
+    # cold-start fusion: each training step leaves half the items' ID vectors out, so their text vectors must rank
+    "text+id-frozen-iddrop": {
+        **ONE_PHASE,
+        "freeze_encoder": "true",
+        "mlm_weight": "0",
+        "max_fresh_items": "0",
+        "max_steps": "2000",
+        "id_dropout": "0.5",
+    },
+    "text+id-lora-2phase-iddrop": {"id_dropout": "0.5"},
     "text-frozen": {
         **ONE_PHASE,
         "use_item_ids": "false",

@@ -53,6 +53,13 @@ class ModelArguments(BaseModelArguments):
     user_layers: int = field(default=2, metadata={"help": "Layers of the causal user tower."})
     user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
     user_dropout: float = field(default=0.2, metadata={"help": "Dropout in the user tower and on item vectors."})
+    id_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hybrid models: probability that an item's ID vector is left out of a training step, so that its "
+            "text vector alone must rank it, as it must for items never seen in training (cold start)."
+        },
+    )
     user_ffn_size: int | None = field(
         default=None, metadata={"help": "Feed-forward width of the user tower's layers (default: 2 x hidden_size)."}
     )
@@ -71,6 +78,10 @@ class ModelArguments(BaseModelArguments):
     def __post_init__(self):
         if not self.use_text and not self.use_item_ids:
             raise InvalidInputError("at least one of use_text and use_item_ids must be true")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise InvalidInputError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.id_dropout > 0 and not (self.use_text and self.use_item_ids):
+            raise InvalidInputError("id_dropout needs a hybrid model (use_text and use_item_ids)")
 
 
 @dataclass(kw_only=True)
@@ -86,6 +97,7 @@ class RecModelConfig(BackboneConfig):
     user_layers: int = 2
     user_heads: int = 2
     user_dropout: float = 0.2  # user tower and item vectors
+    id_dropout: float = 0.0  # training: an item's ID vector left out with this probability (text alone ranks it)
     user_ffn_size: int | None = None  # default 2 x hidden_size
     init_std: float = 0.02  # normal init of every tower weight
     max_text_length: int = 32  # tokens per item text
@@ -137,6 +149,14 @@ class RecTrainingArguments(BaseTrainingArguments):
     rec_weight: float = field(default=1.0, metadata={"help": "Weight of the recommendation loss."})
     rel_weight: float = field(default=0.0, metadata={"help": "λ_rel: weight of the item-relation InfoNCE loss."})
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
+    mlm_on_copy: bool = field(
+        default=True,
+        metadata={
+            "help": "Item vectors from the unmasked text, the MLM part from a masked copy (a second encoder pass over "
+            "the fresh items); false: one pass over the masked text, whose vectors then differ from the unmasked "
+            "ones used at evaluation and serving."
+        },
+    )
     temperature: float = field(
         default=1.0, metadata={"help": "Softmax temperature (1.0 for dot product, ~0.05 for cosine)."}
     )

@@ -115,6 +115,9 @@ class RecModel(TrainableWeightsMixin, nn.Module):
             # Pooled encoder states of every catalogue item (row 0: padding); refreshed by the trainer.
             self.register_buffer("text_cache", torch.zeros(config.num_items + 1, text_dim), persistent=False)
         self.id_embedding = nn.Embedding(config.num_items + 1, dim, padding_idx=0) if config.use_item_ids else None
+        if self.id_embedding is not None:
+            # 1 for items whose ID vector may train (set by ``restrict_ids_to``); the others score by text alone
+            self.register_buffer("id_gate", torch.ones(config.num_items + 1), persistent=False)
         self.item_dropout = nn.Dropout(config.user_dropout)
         self.user_tower = UserTower(
             dim, config.max_history, config.user_layers, config.user_heads, config.user_dropout, config.user_ffn_size
@@ -127,6 +130,25 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         for name, child in self.named_children():
             if name != "encoder":
                 child.apply(lambda m: init_tower_weights(m, self.model_config.init_std))
+
+    @torch.no_grad()
+    def restrict_ids_to(self, trained: torch.Tensor) -> None:
+        """Give an ID vector only to the items of ``trained`` (a mask over the catalogue, row 0 padding): the rows
+        of the others are zeroed and, gated off, never get a gradient, so an item never seen in training (cold
+        start) is scored by its text vector alone instead of by a random, untrained ID vector."""
+        if self.id_embedding is None:
+            return
+        gate = trained.to(self.id_gate.device, self.id_gate.dtype)
+        self.id_gate.copy_(gate)
+        self.id_embedding.weight.mul_(gate[:, None].to(self.id_embedding.weight.dtype))
+
+    def id_vectors(self) -> torch.Tensor:
+        """The ID part of every item vector: gated (``restrict_ids_to``) and, in training, each item's left out
+        with probability ``id_dropout`` (no rescaling: at eval a warm item has its whole ID vector)."""
+        gate = self.id_gate
+        if self.training and self.model_config.id_dropout > 0:
+            gate = gate * (torch.rand_like(gate) >= self.model_config.id_dropout)
+        return self.id_embedding.weight * gate[:, None].to(self.id_embedding.weight.dtype)
 
     @property
     def backbone(self) -> nn.Module | None:
@@ -170,7 +192,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
                 text = text.index_put((fresh_items,), fresh_pooled.to(text.dtype))
             parts.append(self.projection(text))
         if self.id_embedding is not None:
-            parts.append(self.id_embedding.weight)
+            parts.append(self.id_vectors())
         return sum(parts)
 
     @torch.no_grad()
@@ -235,9 +257,12 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         out: dict[str, torch.Tensor | None] = {"mlm_loss": None, "fresh_pooled": None}
         fresh = batch.get("fresh_items")
         if self.model_config.use_text and fresh is not None and fresh.numel():
-            out["fresh_pooled"], out["mlm_loss"] = self.encode_text(
-                batch["fresh_input_ids"], batch["fresh_attention_mask"], batch.get("fresh_labels")
-            )
+            mask, labels = batch["fresh_attention_mask"], batch.get("fresh_labels")
+            if "fresh_mlm_input_ids" in batch:  # vectors from the unmasked text, MLM from its masked copy
+                out["fresh_pooled"], _ = self.encode_text(batch["fresh_input_ids"], mask)
+                _, out["mlm_loss"] = self.encode_text(batch["fresh_mlm_input_ids"], mask, labels)
+            else:
+                out["fresh_pooled"], out["mlm_loss"] = self.encode_text(batch["fresh_input_ids"], mask, labels)
         if "input_items" in batch:
             table = self.item_table(fresh, out["fresh_pooled"])
             out["item_table"] = table

@@ -71,6 +71,8 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
     if init_from:
         model.load_trainable_weights(init_from)
         logger.info("initialised from %s", init_from)
+    popularity = item_popularity(dd["train"], num_items)
+    model.restrict_ids_to(popularity > 0)  # items never trained on (cold start) keep no ID vector
     if model.encoder is not None and hasattr(model.encoder, "print_trainable_parameters"):
         model.encoder.print_trainable_parameters()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -83,6 +85,7 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
         mlm_collator(tokenizer, args, args.whole_word_masking),
         args.max_fresh_items,
         seed=args.seed,
+        mlm_on_copy=args.mlm_on_copy,
     )
     collator = PairCollator(fresh) if stage == "pretrain" else SequenceCollator(fresh)
     use_wandb = configure_wandb(args.report_to)
@@ -104,7 +107,7 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
         processing_class=tokenizer,
         callbacks=callbacks,
         item_tokens=item_tokens,
-        popularity=item_popularity(dd["train"], num_items),
+        popularity=popularity,
         extra_config=extra_config,
     )
     trainer.train_and_save()

@@ -247,3 +247,26 @@ def test_frozen_encoder_phase_trains_towers_first_then_adapters(tiny_model_dir, 
     assert any(not torch.equal(adapters[n], named[n]) for n in adapters), "no adapter trained after the phase"
     later = [h for h in trainer.state.log_history if "rec_loss" in h and h["step"] > 3]
     assert later and all(h["mlm_loss"] > 0 for h in later)
+
+
+@pytest.mark.parametrize("on_copy", [True, False])
+def test_item_vectors_come_from_the_unmasked_text_when_mlm_runs_on_a_copy(tiny_model_dir, on_copy):
+    """``mlm_on_copy``: the fresh items' vectors are those of their unmasked text (as at evaluation), the MLM part
+    comes from a masked copy; without it both come from one pass over the masked text."""
+    from transformers import DataCollatorForLanguageModeling
+
+    from recpipe.collators import FreshItemEncoder, tokenize_items
+
+    model, tokenizer = rec_model(model_args(tiny_model_dir, peft_type="none"))
+    model.eval()  # no dropout: the same text gives the same vector
+    tokens = tokenize_items([item_text(i) for i in range(NUM_ITEMS)], tokenizer, 16)
+    mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.5)
+    batch = {}
+    items = FreshItemEncoder(tokens, mlm, 8, mlm_on_copy=on_copy)(torch.arange(1, 9), batch)
+    masked = batch["fresh_mlm_input_ids"] if on_copy else batch["fresh_input_ids"]
+    assert (masked == tokenizer.mask_token_id).any()
+    assert ("fresh_mlm_input_ids" in batch) == on_copy
+    out = model(**batch)
+    unmasked = model.encode_items(tokens, items - 1, autocast=False)
+    assert torch.allclose(out["fresh_pooled"], unmasked, atol=1e-5) == on_copy
+    assert out["mlm_loss"] is not None and out["mlm_loss"] > 0
