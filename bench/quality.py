@@ -51,13 +51,20 @@ VARIANTS: dict[str, dict[str, str]] = {
     # the recipe itself (make train): 2,000 cheap steps on the cached text vectors (towers + IDs), then 400 with
     # LoRA + MLM
     "text+id-lora-2phase": {},
-    # issue 15's schedules around the recipe: a longer LoRA phase; the recipe without its MLM part; relation +
-    # MLM pretraining of the encoder (LoRA) before the recipe, so the cached vectors of phase 1 carry co-occurrence
-    "text+id-lora-2phase-long": {"max_steps": "2800"},
     # the recipe before mlm_on_copy: item vectors of the LoRA phase from the masked text of the MLM part
     "text+id-lora-2phase-masked": {"mlm_on_copy": "false"},
+    # issue 15's schedules around the recipe; the first two measured beside -masked, with its vectors
+    # a longer LoRA phase (800 steps)
+    "text+id-lora-2phase-long": {"mlm_on_copy": "false", "max_steps": "2800"},
+    # relation + MLM pretraining of the encoder (LoRA) first, so the cached vectors of phase 1 carry co-occurrence
+    "text+id-lora-2phase-pretrain": {
+        "mlm_on_copy": "false",
+        "stages": "pretrain finetune",
+        "rel_weight": "0.1",
+        "pretrain_max_steps": "400",
+    },
+    # the recipe without its MLM part
     "text+id-lora-2phase-mlm0": {"mlm_weight": "0"},
-    "text+id-lora-2phase-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1", "pretrain_max_steps": "400"},
     "text+id-adalora": {**LORA_600, "peft_type": "adalora"},
     "text+id-full": {**LORA_600, "peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {
