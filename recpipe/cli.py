@@ -23,6 +23,7 @@ from recpipe.data import (
     fetch,
     load_source,
     prepare,
+    prepare_lock,
     source_key,
 )
 from recpipe.errors import UserError
@@ -59,18 +60,19 @@ def cmd_data_prepare(ns: argparse.Namespace) -> None:
     cfg = _dataclass_from_args(PrepareConfig, ns, template=default_template(ns.dataset))
     out = Path(ns.output_dir)
     source = source_key(ns.dataset, ns.data_dir, ns.category)
-    current = None if ns.force else current_stats(out, cfg, source)
-    if current is not None:
-        print(f"{out} is already prepared with this configuration (use --force to redo it)")
-        _print_stats(current)
-        return
     generic = {}
     if ns.dataset == "generic":
         generic = {"interactions_path": ns.interactions, "items_path": ns.items}
         if ns.columns:
             generic["columns"] = json.loads(ns.columns)
-    tables = load_source(ns.dataset, ns.data_dir, category=ns.category, on_bad_record=cfg.on_bad_record, **generic)
-    _, stats = prepare(tables, cfg, out, source=source)
+    with prepare_lock(out):  # a second `prepare` of this folder waits, then finds it current
+        current = None if ns.force else current_stats(out, cfg, source)
+        if current is not None:
+            print(f"{out} is already prepared with this configuration (use --force to redo it)")
+            _print_stats(current)
+            return
+        tables = load_source(ns.dataset, ns.data_dir, category=ns.category, on_bad_record=cfg.on_bad_record, **generic)
+        _, stats = prepare(tables, cfg, out, source=source)
     _print_stats(stats)
     print(f"saved to {out}")
 

@@ -26,7 +26,7 @@ from recpipe.collators import (
     tokenize_items,
 )
 from recpipe.configs import DataArguments, ModelArguments, RecModelConfig, RecTrainingArguments
-from recpipe.data import current_stats, load_prepared, load_source, prepare, source_key
+from recpipe.data import current_stats, load_prepared, load_source, prepare, prepare_lock, source_key
 from recpipe.data.prepare import PrepareConfig
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split, item_popularity, item_vectors
@@ -46,10 +46,11 @@ def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments)
     cfg = PrepareConfig(**{f.name: getattr(data_args, f.name) for f in dataclasses.fields(PrepareConfig)})
     source = source_key(data_args.dataset, data_args.data_dir, data_args.category)
     with training_args.main_process_first(desc="preparing data"):
-        stale = current_stats(data_args.prepared_dir, cfg, source) is None
-        if stale and training_args.process_index == 0:
-            tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
-            prepare(tables, cfg, data_args.prepared_dir, source=source)
+        if training_args.process_index == 0:
+            with prepare_lock(data_args.prepared_dir):  # another launch preparing the same folder goes first
+                if current_stats(data_args.prepared_dir, cfg, source) is None:
+                    tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
+                    prepare(tables, cfg, data_args.prepared_dir, source=source)
     return load_prepared(data_args.prepared_dir)
 
 

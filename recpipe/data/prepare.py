@@ -13,6 +13,10 @@ Steps, in order (each one's effect is counted in the stats):
 7. render item text from the dataset's template; the text of every item with metadata (k-core or not) forms
    the unlabelled ``pretrain`` corpus.
 
+The output folder is written under a temporary name and renamed into place once complete (with ``stats.json``, the
+mark of a prepared dataset), under a lock (``prepare_lock``) that makes concurrent preparations of one folder take
+turns: a killed or concurrent ``prepare`` never leaves a partial or mixed dataset that looks prepared.
+
 Splits (item indices are 1-based; 0 is padding):
     train:   user_id, item_ids (the user's whole training sequence; trainers cut it into windows)
     valid/test: user_id, history (last ``max_history`` items before the target), target,
@@ -24,10 +28,12 @@ Splits (item indices are 1-based; 0 is padding):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +42,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from recpipe.atomic_files import atomic_path, file_lock, remove_leftovers
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.data.templates import TEMPLATES, render_item_text
 from recpipe.errors import InvalidInputError, MissingInputError
@@ -344,9 +351,29 @@ def prepare(
 
 
 def save_prepared(dd: datasets.DatasetDict, stats: dict, output_dir: str | os.PathLike) -> None:
+    """Write the dataset and its stats to a temporary folder, then put it in place of ``output_dir`` (whose earlier
+    prepared dataset it replaces; a folder holding anything else is never replaced)."""
     output_dir = Path(output_dir)
-    dd.save_to_disk(str(output_dir))
-    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+    marks = ("stats.json", "dataset_dict.json")  # a prepared dataset, or one a killed older recpipe left half-written
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not any((output_dir / m).is_file() for m in marks):
+        raise InvalidInputError(
+            f"{output_dir} holds files that are not a prepared dataset; prepare into a new or empty folder"
+        )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output_dir) as tmp:
+        dd.save_to_disk(str(tmp))
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+
+
+@contextlib.contextmanager
+def prepare_lock(output_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock for preparing ``output_dir`` from checking ``current_stats`` to the end of ``prepare``: a second
+    process waits, then finds the data current. Taking it removes what killed preparations left. The lock file sits
+    beside the folder, which ``save_prepared`` replaces."""
+    output_dir = Path(output_dir).absolute()
+    with file_lock(output_dir.parent / f".{output_dir.name}.lock"):
+        remove_leftovers(output_dir.parent, output_dir.name)
+        yield
 
 
 def load_prepared(path: str | os.PathLike) -> tuple[datasets.DatasetDict, dict]:
