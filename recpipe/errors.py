@@ -30,6 +30,10 @@ class MissingPackageError(UserError, ImportError):
     """An optional package that the requested model or data needs is not installed."""
 
 
+class ChangedSettingsError(InvalidInputError):
+    """An output folder holds a run with other settings than the ones given: resuming it would mix the two."""
+
+
 class CorruptFileError(UserError, ValueError):
     """A file recpipe wrote earlier (checkpoint weights, config) is truncated or damaged."""
 

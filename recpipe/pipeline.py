@@ -34,10 +34,13 @@ from recpipe.model_card import write_model_card
 from recpipe.modeling import build_model
 from recpipe.report import write_report
 from recpipe.robustness import RobustnessConfig, mean_drop
+from recpipe.run_settings import claim_output_dir, run_settings
 from recpipe.tracking import configure_wandb, finish_wandb, log_example_recommendations
 from recpipe.trainer import RecTrainer
 
 logger = logging.getLogger(__name__)
+
+TRAINING_STAGES = ("pretrain", "finetune")
 
 
 def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments):
@@ -193,6 +196,14 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
     stages = list(stages or training_args.stages)
     if "robustness" in stages:  # check its options now, not after hours of training
         RobustnessConfig(list(training_args.robustness_perturbations), list(training_args.robustness_severities))
+    training = [stage for stage in stages if stage in TRAINING_STAGES]
+    if training:  # before any data or model is loaded: a rerun with other settings stops here
+        settings = run_settings(
+            data_args, model_args, training_args, stages=training, num_processes=training_args.world_size
+        )
+        state = PartialState()
+        claim_output_dir(training_args.output_dir, settings, training_args.resume, state.is_main_process)
+        state.wait_for_everyone()
     dd, stats = prepared_data(data_args, training_args)
     init_from, metrics = model_args.init_from, None
     for stage in stages:
