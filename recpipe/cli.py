@@ -110,6 +110,17 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     print(f"written to {out}")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (checked before anything is loaded)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def cmd_recommend(ns: argparse.Namespace) -> None:
     from recpipe.recommender import Recommender
 
@@ -207,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--history", nargs="*", help="item ids or titles, oldest first")
     p.add_argument("--user-id")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=positive_int, default=10, help="how many items (>= 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--prepared-dir")
     p.set_defaults(func=cmd_recommend)
