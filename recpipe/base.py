@@ -234,7 +234,7 @@ class BaseTrainer(Trainer):
         if self.args.should_save:  # what killed saves left: never taken for a checkpoint, only in the way
             remove(os.path.join(self.args.output_dir, STAGING_DIR))
             remove_leftovers(self.args.output_dir)
-        if last and run_has_ended(last):
+        if last and run_has_ended(last, self.args.max_steps):
             logger.info("%s ended the run: nothing left to train", last)
             metrics = self._restore_ended_run(last)
         else:

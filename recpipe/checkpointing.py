@@ -167,14 +167,16 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def run_has_ended(checkpoint: str | os.PathLike) -> bool:
-    """Whether training had ended when ``checkpoint`` was saved: ``max_steps`` reached, or stopped (early stopping).
+def run_has_ended(checkpoint: str | os.PathLike, max_steps: int = -1) -> bool:
+    """Whether training is over at ``checkpoint``: ``max_steps`` reached (the checkpoint's own when not given), or
+    stopped before it (early stopping).
 
     transformers' loop resumed from such a checkpoint still takes one more optimizer step (it checks the step count
     only after a step), so a finished run must not be resumed through ``Trainer.train``."""
     state = json.loads(Path(checkpoint, TRAINER_STATE_NAME).read_text())
     control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
-    return state["global_step"] >= state["max_steps"] or bool(control.get("should_training_stop"))
+    stopped_early = bool(control.get("should_training_stop")) and state["global_step"] < state["max_steps"]
+    return state["global_step"] >= (max_steps if max_steps > 0 else state["max_steps"]) or stopped_early
 
 
 def remove_checkpoints(output_dir: str | os.PathLike) -> list[str]:
