@@ -4,6 +4,8 @@
     python tests/fault_hooks.py mid_write REGEX -- train ...                SIGKILL once half of the first file whose
                                                                             path matches REGEX is on disk
     python tests/fault_hooks.py call MODULE:ATTR N kill|pause -- data ...   SIGKILL (or a 3 s pause) at the N-th call
+    python tests/fault_hooks.py no_unpickling -- train ...                  pickle's loaders fail, torch.load must be
+                                                                            weights_only (files it read: on stderr)
     python tests/fault_hooks.py none -- train ...                           no fault
 
 The kill is real (the process sends SIGKILL to itself: no handler, no cleanup, no flush of Python's buffers beyond
@@ -89,11 +91,38 @@ def call(target: str, n: str, action: str) -> None:
     setattr(owner, name, wrapper)
 
 
+def no_unpickling() -> None:
+    """A hostile checkpoint could run code through pickle: every load path must do without it. Patched in a process
+    of its own, since modules imported meanwhile could keep the patched functions."""
+    import atexit
+    import pickle
+
+    import torch
+
+    def unpickle(*args, **kwargs):
+        raise AssertionError("a load path unpickled")
+
+    class Unpickler(pickle.Unpickler):  # still a class: libraries subclass it when imported
+        load = unpickle
+
+    pickle.load, pickle.loads, pickle.Unpickler = unpickle, unpickle, Unpickler
+    torch_load, loaded = torch.load, []
+
+    def weights_only_load(f, *args, **kwargs):
+        assert kwargs.get("weights_only") is True, f"torch.load({f}) without weights_only=True"
+        loaded.append(os.path.basename(os.fspath(f)))
+        return torch_load(f, *args, **kwargs)
+
+    torch.load = weights_only_load
+    atexit.register(lambda: print(f"torch.load read {sorted(loaded)}", file=sys.stderr))
+
+
 if __name__ == "__main__":
     split = sys.argv.index("--")
     hook, hook_args, recpipe_args = sys.argv[1], sys.argv[2:split], sys.argv[split + 1 :]
     if hook != "none":
-        {"at_step": at_step, "mid_write": mid_write, "call": call}[hook](*hook_args)
+        hooks = {"at_step": at_step, "mid_write": mid_write, "call": call, "no_unpickling": no_unpickling}
+        hooks[hook](*hook_args)
     from recpipe.cli import main
 
     sys.exit(main(recpipe_args))

@@ -4,22 +4,20 @@ W&B API key never printed nor written to any file of a run."""
 
 import ast
 import dataclasses
-import json
-import pickle
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import make_trainer, model_args, rec_model, training_args
+from helpers import model_args, rec_model, recipe
 
 import recpipe
 from recpipe.backbone import BackboneConfig
-from recpipe.configs import DataArguments, ModelArguments
+from recpipe.configs import ModelArguments
 from recpipe.ctr.config import CTRModelArguments
-from recpipe.data import load_prepared
-from recpipe.modeling import load_checkpoint
 from recpipe.parser import RecipeParser
-from recpipe.pipeline import run
 
 PACKAGE = Path(recpipe.__file__).parent
 UNPICKLERS = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
@@ -52,32 +50,27 @@ def test_no_module_can_unpickle():
     assert not offenders
 
 
-def test_loading_and_resuming_never_unpickle(tiny_model_dir, tmp_path, prepared_dir, monkeypatch):
-    """With pickle's loaders made to fail and torch.load made to insist on weights_only, every load path works: a
-    resume (weights, text cache, optimizer, scheduler, RNG state, trainer state), a checkpoint, a prepared dataset."""
-    settings = dict(max_steps=4, save_strategy="steps", save_steps=2)
-    first, *_ = make_trainer(tiny_model_dir, tmp_path, max_fresh_items=8, **{**settings, "max_steps": 2})
-    first.train_and_save()
+@pytest.mark.slow
+def test_loading_and_resuming_never_unpickle(tiny_model_dir, tmp_path, prepared_dir):
+    """With pickle's loaders made to fail and torch.load made to insist on weights_only (tests/fault_hooks.py), a
+    resume (weights, text cache, optimizer, scheduler, RNG state, trainer state, prepared data) and the evaluation of
+    the checkpoint work."""
+    hooks, out = Path(__file__).parent / "fault_hooks.py", tmp_path / "run"
+    train = ["train", "--config", str(recipe(tmp_path, tiny_model_dir, prepared_dir, out)), "--max_steps", "6"]
+    train += ["--save_steps", "2"]
 
-    def unpickle(*args, **kwargs):
-        raise AssertionError("a load path unpickled")
+    def launch(hook, args):
+        cmd = [sys.executable, str(hooks), *hook, "--", *args]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
-    for name in ("load", "loads", "Unpickler"):
-        monkeypatch.setattr(pickle, name, unpickle)
-    torch_load = torch.load
-    loaded = []
-
-    def weights_only_load(*args, **kwargs):
-        assert kwargs.get("weights_only") is True, "torch.load without weights_only=True"
-        loaded.append(args[0])
-        return torch_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", weights_only_load)
-    resumed, *_ = make_trainer(tiny_model_dir, tmp_path, max_fresh_items=8, **settings)
-    resumed.train_and_save()
-    assert resumed.state.global_step == 4 and any(str(p).endswith("optimizer.pt") for p in loaded)
-    load_checkpoint(tmp_path / "out")
-    load_prepared(prepared_dir)
+    assert launch(["at_step", "4"], train).returncode == -signal.SIGKILL  # leaves checkpoint-2 to resume from
+    resumed = launch(["no_unpickling"], train)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    read = resumed.stderr.splitlines()[-1]
+    assert "'optimizer.pt'" in read and "'scheduler.pt'" in read and "'rng_state.pth'" in read, read
+    evaluated = launch(["no_unpickling"], ["evaluate", "--checkpoint", str(out)])
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
 
 
 def test_remote_code_runs_only_when_asked(tiny_model_dir, tmp_path, monkeypatch):
@@ -103,17 +96,17 @@ def test_remote_code_runs_only_when_asked(tiny_model_dir, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_wandb_api_key_is_never_printed_or_written(tiny_model_dir, tmp_path, prepared_dir, monkeypatch, capfd):
+def test_wandb_api_key_is_never_printed_or_written(tiny_model_dir, tmp_path, prepared_dir):
+    """A launch of its own (W&B keeps process-wide state): an offline W&B run with the key set in the environment."""
     key = "5ecret" + "c0ffee" * 5 + "feed"  # 40 characters, like a real key
-    monkeypatch.setenv("WANDB_API_KEY", key)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    env = {**os.environ, "WANDB_API_KEY": key, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb")}
     (tmp_path / "wb").mkdir()
-    args = training_args(tmp_path, max_steps=2, report_to=["wandb"], logging_steps=1)
-    run(DataArguments(max_history=10, prepared_dir=prepared_dir), model_args(tiny_model_dir), args)
-    printed = capfd.readouterr()
-    assert key not in printed.out + printed.err
+    config = recipe(tmp_path, tiny_model_dir, prepared_dir, tmp_path / "out")
+    cmd = [sys.executable, "-m", "recpipe.cli", "train", "--config", str(config), "--max_steps", "2"]
+    cmd += ["--logging_steps", "1", "--report_to", "wandb"]
+    launch = subprocess.run(cmd, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    assert key not in launch.stdout + launch.stderr
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in written)  # the run was logged...
     assert not [p for p in written if key.encode() in p.read_bytes()]  # ...without the key
-    assert key not in json.dumps(json.loads((tmp_path / "out" / "training_args.json").read_text()))
