@@ -296,9 +296,10 @@ class BaseTrainer(Trainer):
             remove_if_empty(staging)
             if isinstance(e, OSError) or is_out_of_space(e):
                 last = last_complete_checkpoint(run_dir)
+                fix = "free some space" if is_out_of_space(e) else "fix the cause"
                 raise WriteFailedError(
                     f"could not write {final} ({e}); nothing of it was kept. The earlier checkpoints are intact "
-                    f"(the last: {last or 'none'}): free some space and run the same command again to resume"
+                    f"(the last: {last or 'none'}): {fix} and run the same command again to resume"
                 ) from e
             raise
         finally:

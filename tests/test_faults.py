@@ -125,7 +125,8 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint_resumable(tiny_mod
     torch.manual_seed(0)
     broken, *_ = make_trainer(tiny_model_dir, tmp_path / "broken", **settings)
     out = tmp_path / "broken" / "out"
-    with pytest.raises(WriteFailedError, match=r"checkpoint-4 .*No space left on device.*the last: .*checkpoint-2"):
+    expected = r"checkpoint-4 .*No space left on device.*the last: .*checkpoint-2\): free some space"
+    with pytest.raises(WriteFailedError, match=expected):
         broken.train_and_save()
     assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name or p.name == STAGING_DIR) == ["checkpoint-2"]
     monkeypatch.undo()
