@@ -23,6 +23,7 @@ from recpipe.data import (
     fetch,
     load_source,
     prepare,
+    prepare_lock,
     source_key,
 )
 from recpipe.errors import UserError
@@ -59,18 +60,19 @@ def cmd_data_prepare(ns: argparse.Namespace) -> None:
     cfg = _dataclass_from_args(PrepareConfig, ns, template=default_template(ns.dataset))
     out = Path(ns.output_dir)
     source = source_key(ns.dataset, ns.data_dir, ns.category)
-    current = None if ns.force else current_stats(out, cfg, source)
-    if current is not None:
-        print(f"{out} is already prepared with this configuration (use --force to redo it)")
-        _print_stats(current)
-        return
     generic = {}
     if ns.dataset == "generic":
         generic = {"interactions_path": ns.interactions, "items_path": ns.items}
         if ns.columns:
             generic["columns"] = json.loads(ns.columns)
-    tables = load_source(ns.dataset, ns.data_dir, category=ns.category, on_bad_record=cfg.on_bad_record, **generic)
-    _, stats = prepare(tables, cfg, out, source=source)
+    with prepare_lock(out):  # a second `prepare` of this folder waits, then finds it current
+        current = None if ns.force else current_stats(out, cfg, source)
+        if current is not None:
+            print(f"{out} is already prepared with this configuration (use --force to redo it)")
+            _print_stats(current)
+            return
+        tables = load_source(ns.dataset, ns.data_dir, category=ns.category, on_bad_record=cfg.on_bad_record, **generic)
+        _, stats = prepare(tables, cfg, out, source=source)
     _print_stats(stats)
     print(f"saved to {out}")
 
@@ -106,6 +108,17 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     for key, value in sorted(metrics.items()):
         print(f"{key:<28} {value:.4f}")
     print(f"written to {out}")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (checked before anything is loaded)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def cmd_recommend(ns: argparse.Namespace) -> None:
@@ -205,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--history", nargs="*", help="item ids or titles, oldest first")
     p.add_argument("--user-id")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=positive_int, default=10, help="how many items (>= 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--prepared-dir")
     p.set_defaults(func=cmd_recommend)

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool
-from recpipe.checkpointing import TrainableWeightsMixin, read_checkpoint_config
+from recpipe.checkpointing import TrainableWeightsMixin, config_from_checkpoint
 from recpipe.configs import RecModelConfig
 from recpipe.peft_utils import apply_peft
 
@@ -282,8 +282,8 @@ def build_model(config: RecModelConfig, total_steps: int | None = None):
 def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[RecModel, object, dict]:
     """Rebuild a model from a recpipe checkpoint (base encoder + saved adapters/heads/towers), in eval mode.
     Returns (model, tokenizer, the checkpoint's config JSON)."""
-    saved = read_checkpoint_config(checkpoint_dir, CONFIG_NAME, "recpipe")
-    model, tokenizer = build_model(RecModelConfig.from_checkpoint(saved))
+    config, saved = config_from_checkpoint(checkpoint_dir, CONFIG_NAME, "recpipe", RecModelConfig)
+    model, tokenizer = build_model(config)
     model.load_trainable_weights(checkpoint_dir)
     model.eval()
     return model, tokenizer, saved

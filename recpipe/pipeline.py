@@ -26,7 +26,7 @@ from recpipe.collators import (
     tokenize_items,
 )
 from recpipe.configs import DataArguments, ModelArguments, RecModelConfig, RecTrainingArguments
-from recpipe.data import current_stats, load_prepared, load_source, prepare, source_key
+from recpipe.data import current_stats, load_prepared, load_source, prepare, prepare_lock, source_key
 from recpipe.data.prepare import PrepareConfig
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split, item_popularity, item_vectors
@@ -34,10 +34,13 @@ from recpipe.model_card import write_model_card
 from recpipe.modeling import build_model
 from recpipe.report import write_report
 from recpipe.robustness import RobustnessConfig, mean_drop
+from recpipe.run_settings import claim_output_dir, run_settings
 from recpipe.tracking import configure_wandb, finish_wandb, log_example_recommendations
 from recpipe.trainer import RecTrainer
 
 logger = logging.getLogger(__name__)
+
+TRAINING_STAGES = ("pretrain", "finetune")
 
 
 def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments):
@@ -46,10 +49,11 @@ def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments)
     cfg = PrepareConfig(**{f.name: getattr(data_args, f.name) for f in dataclasses.fields(PrepareConfig)})
     source = source_key(data_args.dataset, data_args.data_dir, data_args.category)
     with training_args.main_process_first(desc="preparing data"):
-        stale = current_stats(data_args.prepared_dir, cfg, source) is None
-        if stale and training_args.process_index == 0:
-            tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
-            prepare(tables, cfg, data_args.prepared_dir, source=source)
+        if training_args.process_index == 0:
+            with prepare_lock(data_args.prepared_dir):  # another launch preparing the same folder goes first
+                if current_stats(data_args.prepared_dir, cfg, source) is None:
+                    tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
+                    prepare(tables, cfg, data_args.prepared_dir, source=source)
     return load_prepared(data_args.prepared_dir)
 
 
@@ -195,6 +199,14 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
     stages = list(stages or training_args.stages)
     if "robustness" in stages:  # check its options now, not after hours of training
         RobustnessConfig(list(training_args.robustness_perturbations), list(training_args.robustness_severities))
+    training = [stage for stage in stages if stage in TRAINING_STAGES]
+    if training:  # before any data or model is loaded: a rerun with other settings stops here
+        settings = run_settings(
+            data_args, model_args, training_args, stages=training, num_processes=training_args.world_size
+        )
+        state = PartialState()
+        claim_output_dir(training_args.output_dir, settings, training_args.resume, state.is_main_process)
+        state.wait_for_everyone()
     dd, stats = prepared_data(data_args, training_args)
     init_from, metrics = model_args.init_from, None
     for stage in stages:

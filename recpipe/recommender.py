@@ -97,6 +97,9 @@ class Recommender:
     def recommend_batch(self, histories=None, user_ids=None, k: int = 10, exclude="history") -> list[list[dict]]:
         if (histories is None) == (user_ids is None):
             raise InvalidInputError("give either histories or user_ids")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInputError(f"k must be a whole number >= 1, got {k!r}")
+        k = int(k)  # faiss takes a Python int only
         if user_ids is not None:
             missing = [u for u in user_ids if u not in self.users]
             if missing:

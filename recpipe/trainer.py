@@ -8,10 +8,9 @@ import os
 from contextlib import nullcontext
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from recpipe.base import BaseTrainer
+from recpipe.checkpointing import read_safetensors, write_safetensors
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split
 from recpipe.losses import CombinedLoss
@@ -132,18 +131,18 @@ class RecTrainer(BaseTrainer):
         # a resumed run must score with the same stale vectors as the uninterrupted one
         model = self.accelerator.unwrap_model(self.model)
         if model.model_config.use_text and self._cache_step is not None:
-            save_file(
-                {"text_cache": model.text_cache.contiguous()},
+            write_safetensors(
                 os.path.join(output_dir, CACHE_NAME),
+                {"text_cache": model.text_cache.contiguous()},
                 metadata={"step": str(self._cache_step)},
             )
 
     def load_extra_state(self, checkpoint_dir: str, model) -> None:
         cache = os.path.join(checkpoint_dir, CACHE_NAME)
         if model.model_config.use_text and os.path.isfile(cache):
-            with safe_open(cache, "pt") as f:
-                model.text_cache.copy_(f.get_tensor("text_cache"))
-                self._cache_step = int(f.metadata()["step"])
+            tensors, metadata = read_safetensors(cache)
+            model.text_cache.copy_(tensors["text_cache"])
+            self._cache_step = int(metadata["step"])
 
     def _load_best_model(self) -> None:
         super()._load_best_model()

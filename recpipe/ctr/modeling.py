@@ -26,7 +26,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool, resolve_model_path
-from recpipe.checkpointing import TrainableWeightsMixin, read_checkpoint_config
+from recpipe.checkpointing import TrainableWeightsMixin, config_from_checkpoint
 from recpipe.ctr.config import CTRModelConfig
 from recpipe.errors import InvalidInputError
 from recpipe.peft_utils import apply_peft
@@ -155,7 +155,7 @@ def build_ctr_model(config: CTRModelConfig, total_steps: int | None = None):
 
 def load_ctr_checkpoint(checkpoint_dir: str | os.PathLike):
     """(model in eval mode, tokenizer, the checkpoint's config JSON) from a CTR checkpoint."""
-    saved = read_checkpoint_config(checkpoint_dir, CTR_CONFIG_NAME, "recpipe CTR")
-    model, tokenizer = build_ctr_model(CTRModelConfig.from_checkpoint(saved))
+    config, saved = config_from_checkpoint(checkpoint_dir, CTR_CONFIG_NAME, "recpipe CTR", CTRModelConfig)
+    model, tokenizer = build_ctr_model(config)
     model.load_trainable_weights(checkpoint_dir)
     return model.eval(), tokenizer, saved

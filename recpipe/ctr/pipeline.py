@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 
+from accelerate import PartialState
 from transformers import set_seed
 
 from recpipe.base import mlm_collator
@@ -17,6 +18,7 @@ from recpipe.ctr.modeling import build_ctr_model
 from recpipe.ctr.trainer import CTRTrainer
 from recpipe.data import load_source
 from recpipe.data.ctr import CTRConfig, build_ctr_examples
+from recpipe.run_settings import claim_output_dir, run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ def print_ctr_summary(metrics: dict, output_dir: str, prefix: str = "test_") -> 
 
 
 def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CTRTrainingArguments) -> dict:
+    # before any data or model is loaded: a rerun with other settings stops here
+    state = PartialState()
+    settings = run_settings(data_args, model_args, args, num_processes=args.world_size)
+    claim_output_dir(args.output_dir, settings, args.resume, state.is_main_process)
+    state.wait_for_everyone()
     set_seed(args.seed)
     dd, stats = ctr_data(data_args)
     logger.info("CTR examples: %s", stats["examples"])

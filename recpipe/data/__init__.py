@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from recpipe.data.fetch import EMBEDDED, dataset_dir, fetch
-from recpipe.data.prepare import PrepareConfig, current_stats, load_prepared, prepare, source_key
+from recpipe.data.prepare import PrepareConfig, current_stats, load_prepared, prepare, prepare_lock, source_key
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.errors import InvalidInputError
 
@@ -63,5 +63,6 @@ __all__ = [
     "load_prepared",
     "load_source",
     "prepare",
+    "prepare_lock",
     "source_key",
 ]

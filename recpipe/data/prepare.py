@@ -11,7 +11,12 @@ Steps, in order (each one's effect is counted in the stats):
    keeps the file's row order among ties. This is deterministic and recorded in the stats;
 6. split: leave-one-out (last → test, second last → valid, the rest → train) or a global temporal split;
 7. render item text from the dataset's template; the text of every item with metadata (k-core or not) forms
-   the unlabelled ``pretrain`` corpus.
+   the unlabelled ``pretrain`` corpus. Items whose file has none of the template's columns are an error before
+   any work (naming the file and the columns it has).
+
+The output folder is written under a temporary name and renamed into place once complete (with ``stats.json``, the
+mark of a prepared dataset), under a lock (``prepare_lock``) that makes concurrent preparations of one folder take
+turns: a killed or concurrent ``prepare`` never leaves a partial or mixed dataset that looks prepared.
 
 Splits (item indices are 1-based; 0 is padding):
     train:   user_id, item_ids (the user's whole training sequence; trainers cut it into windows)
@@ -24,10 +29,12 @@ Splits (item indices are 1-based; 0 is padding):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +43,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from recpipe.atomic_files import atomic_path, file_lock, remove_leftovers
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.data.templates import TEMPLATES, render_item_text
 from recpipe.errors import InvalidInputError, MissingInputError
@@ -43,6 +51,16 @@ from recpipe.errors import InvalidInputError, MissingInputError
 logger = logging.getLogger(__name__)
 
 TIE_BREAK = "stable sort on timestamp; equal timestamps keep the source file's row order"
+ITEM_TABLE_FEATURES = datasets.Features(
+    {
+        "item_index": datasets.Value("int64"),
+        "item_id": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "text": datasets.Value("string"),
+    }
+)
+PRETRAIN_FEATURES = datasets.Features({"item_id": datasets.Value("string"), "text": datasets.Value("string")})
+EMPTY_SPLITS = "empty_splits.json"
 
 
 @dataclass
@@ -224,6 +242,16 @@ def prepare(
     }
     if df.empty:
         raise DataFormatError(tables.name, None, "no interactions to prepare")
+    template = TEMPLATES[cfg.template]
+    text_columns = [key for _, key, _ in template]
+    if len(items.columns) > 1 and not set(text_columns) & set(items.columns):
+        # an items file was given, but the template would render every item as an empty string
+        raise DataFormatError(
+            tables.items_path or tables.name,
+            None,
+            f"no item text: the {cfg.template!r} template reads the columns {text_columns}, and the items have "
+            f"{list(items.columns)}. Rename the item text column to one of {text_columns} (or pick --template)",
+        )
     df["row"] = np.arange(len(df))
 
     dup = df.duplicated(["user_id", "item_id", "timestamp"], keep="first")
@@ -283,7 +311,6 @@ def prepare(
         cold_split = None
         train, valid, test, split_info = _temporal(df, cfg)
 
-    template = TEMPLATES[cfg.template]
     records = items.to_dict("records")
     texts = {r["item_id"]: render_item_text(r, template) for r in records}
     cat_records = catalogue.to_dict("records")
@@ -313,8 +340,9 @@ def prepare(
             "valid": datasets.Dataset.from_dict(valid, features=eval_features),
             "test": datasets.Dataset.from_dict(test, features=eval_features),
             **({"test_cold": datasets.Dataset.from_dict(cold_split, features=eval_features)} if cold_split else {}),
-            "items": datasets.Dataset.from_dict(item_table),
-            "pretrain": datasets.Dataset.from_dict(pretrain),
+            "items": datasets.Dataset.from_dict(item_table, features=ITEM_TABLE_FEATURES),
+            # typed, so that an empty corpus (no item has text) saves and loads
+            "pretrain": datasets.Dataset.from_dict(pretrain, features=PRETRAIN_FEATURES),
         }
     )
     stats["filtered"] = {
@@ -344,9 +372,32 @@ def prepare(
 
 
 def save_prepared(dd: datasets.DatasetDict, stats: dict, output_dir: str | os.PathLike) -> None:
+    """Write the dataset and its stats to a temporary folder, then put it in place of ``output_dir`` (whose earlier
+    prepared dataset it replaces; a folder holding anything else is never replaced)."""
     output_dir = Path(output_dir)
-    dd.save_to_disk(str(output_dir))
-    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+    marks = ("stats.json", "dataset_dict.json")  # a prepared dataset, or one a killed older recpipe left half-written
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not any((output_dir / m).is_file() for m in marks):
+        raise InvalidInputError(
+            f"{output_dir} holds files that are not a prepared dataset; prepare into a new or empty folder"
+        )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # datasets saves an empty split but cannot load it back (IndexError): empty splits are recorded, not saved
+    empty = {name: split.features.to_dict() for name, split in dd.items() if len(split) == 0}
+    with atomic_path(output_dir) as tmp:
+        datasets.DatasetDict({name: split for name, split in dd.items() if name not in empty}).save_to_disk(str(tmp))
+        (tmp / EMPTY_SPLITS).write_text(json.dumps(empty, indent=2))
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+
+
+@contextlib.contextmanager
+def prepare_lock(output_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock for preparing ``output_dir`` from checking ``current_stats`` to the end of ``prepare``: a second
+    process waits, then finds the data current. Taking it removes what killed preparations left. The lock file sits
+    beside the folder, which ``save_prepared`` replaces."""
+    output_dir = Path(output_dir).absolute()
+    with file_lock(output_dir.parent / f".{output_dir.name}.lock"):
+        remove_leftovers(output_dir.parent, output_dir.name)
+        yield
 
 
 def load_prepared(path: str | os.PathLike) -> tuple[datasets.DatasetDict, dict]:
@@ -356,4 +407,9 @@ def load_prepared(path: str | os.PathLike) -> tuple[datasets.DatasetDict, dict]:
         raise MissingInputError(
             f"{path} holds no prepared dataset; run `recpipe data prepare --dataset NAME --output-dir {path}`"
         )
-    return datasets.load_from_disk(str(path)), json.loads((path / "stats.json").read_text())
+    dd = datasets.load_from_disk(str(path))
+    if (path / EMPTY_SPLITS).is_file():
+        for name, features in json.loads((path / EMPTY_SPLITS).read_text()).items():
+            features = datasets.Features.from_dict(features)
+            dd[name] = datasets.Dataset.from_dict({column: [] for column in features}, features=features)
+    return dd, json.loads((path / "stats.json").read_text())

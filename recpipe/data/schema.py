@@ -13,6 +13,7 @@ counts end up in ``stats.json``. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import os
@@ -76,6 +77,7 @@ class SourceTables:
     items: datasets.Dataset
     skipped: dict[str, int] = field(default_factory=dict)
     name: str = "custom"
+    items_path: str | None = None  # the file the items were read from, for errors about them
 
 
 def open_text(path: str | os.PathLike):
@@ -88,8 +90,10 @@ def open_text(path: str | os.PathLike):
 def iter_json_lines(path: str | os.PathLike, bad: BadRecords) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each JSON object line of a plain or gzipped JSONL file.
 
-    Blank lines are ignored. Invalid JSON, non-object lines and non-UTF-8 bytes go through ``bad``. A truncated
-    or corrupt gzip stream is always an error (the rest of the file cannot be read), naming the last good line.
+    The file is read as UTF-8 with signature (``utf-8-sig``): a byte-order mark at its start, which some exporters
+    write, is dropped. Blank lines are ignored. Invalid JSON, non-object lines and non-UTF-8 bytes go through
+    ``bad``. A truncated or corrupt gzip stream is always an error (the rest of the file cannot be read), naming the
+    last good line.
     """
     if not os.path.exists(path):
         raise MissingInputError(f"{path}: no such file")
@@ -97,6 +101,8 @@ def iter_json_lines(path: str | os.PathLike, bad: BadRecords) -> Iterator[tuple[
     with open_text(path) as f:
         try:
             for line_no, raw in enumerate(f, start=1):
+                if line_no == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
                 if not raw.strip():
                     continue
                 try:
