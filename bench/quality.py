@@ -36,6 +36,7 @@ ID_ONLY = {
     "max_fresh_items": "0",
     "max_steps": "3000",
 }
+FROZEN = {**ONE_PHASE, "freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"}
 # Every variant is the recipe plus these overrides (flags of recipes/movielens.py).
 VARIANTS: dict[str, dict[str, str]] = {
     "sasrec-id": {**ID_ONLY},
@@ -94,15 +95,11 @@ VARIANTS: dict[str, dict[str, str]] = {
         "save_steps": "1000",
     },
     # cold-start fusion: each training step leaves half the items' ID vectors out, so their text vectors must rank
-    "text+id-frozen-iddrop": {
-        **ONE_PHASE,
-        "freeze_encoder": "true",
-        "mlm_weight": "0",
-        "max_fresh_items": "0",
-        "max_steps": "2000",
-        "id_dropout": "0.5",
-    },
+    "text+id-frozen-iddrop": {**FROZEN, "id_dropout": "0.5"},
     "text+id-lora-2phase-iddrop": {"id_dropout": "0.5"},
+    # the items left out get the ID vector predicted from their text (id_from_text), as cold items do at test time
+    "text+id-frozen-idtext": {**FROZEN, "id_dropout": "0.5", "id_from_text": "true"},
+    "text+id-frozen-idtext-p02": {**FROZEN, "id_dropout": "0.2", "id_from_text": "true"},
     "text-frozen": {
         **ONE_PHASE,
         "use_item_ids": "false",

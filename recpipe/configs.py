@@ -53,6 +53,14 @@ class ModelArguments(BaseModelArguments):
     user_layers: int = field(default=2, metadata={"help": "Layers of the causal user tower."})
     user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
     user_dropout: float = field(default=0.2, metadata={"help": "Dropout in the user tower and on item vectors."})
+    id_from_text: bool = field(
+        default=False,
+        metadata={
+            "help": "Hybrid models: an item without a trained ID vector (never seen in training, added later, or left "
+            "out by id_dropout) gets one predicted from its text by a learned linear map, trained through the rec "
+            "loss on the items id_dropout leaves out."
+        },
+    )
     id_dropout: float = field(
         default=0.0,
         metadata={
@@ -80,8 +88,10 @@ class ModelArguments(BaseModelArguments):
             raise InvalidInputError("at least one of use_text and use_item_ids must be true")
         if not 0.0 <= self.id_dropout < 1.0:
             raise InvalidInputError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
-        if self.id_dropout > 0 and not (self.use_text and self.use_item_ids):
-            raise InvalidInputError("id_dropout needs a hybrid model (use_text and use_item_ids)")
+        if (self.id_dropout > 0 or self.id_from_text) and not (self.use_text and self.use_item_ids):
+            raise InvalidInputError("id_dropout and id_from_text need a hybrid model (use_text and use_item_ids)")
+        if self.id_from_text and self.id_dropout == 0:
+            raise InvalidInputError("id_from_text learns from the items id_dropout leaves out: set id_dropout > 0")
 
 
 @dataclass(kw_only=True)
@@ -98,6 +108,7 @@ class RecModelConfig(BackboneConfig):
     user_heads: int = 2
     user_dropout: float = 0.2  # user tower and item vectors
     id_dropout: float = 0.0  # training: an item's ID vector left out with this probability (text alone ranks it)
+    id_from_text: bool = False  # items without a trained ID vector get one predicted from their text
     user_ffn_size: int | None = None  # default 2 x hidden_size
     init_std: float = 0.02  # normal init of every tower weight
     max_text_length: int = 32  # tokens per item text

@@ -118,6 +118,8 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         if self.id_embedding is not None:
             # 1 for items whose ID vector may train (set by ``restrict_ids_to``); the others score by text alone
             self.register_buffer("id_gate", torch.ones(config.num_items + 1), persistent=False)
+        # the ID vector an item without one would have, predicted from its text (cold start)
+        self.id_from_text = nn.Linear(text_dim, dim) if config.use_text and config.id_from_text else None
         self.item_dropout = nn.Dropout(config.user_dropout)
         self.user_tower = UserTower(
             dim, config.max_history, config.user_layers, config.user_heads, config.user_dropout, config.user_ffn_size
@@ -142,13 +144,26 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         self.id_gate.copy_(gate)
         self.id_embedding.weight.mul_(gate[:, None].to(self.id_embedding.weight.dtype))
 
-    def id_vectors(self) -> torch.Tensor:
+    def id_vectors(self, text: torch.Tensor | None = None) -> torch.Tensor:
         """The ID part of every item vector: gated (``restrict_ids_to``) and, in training, each item's left out
-        with probability ``id_dropout`` (no rescaling: at eval a warm item has its whole ID vector)."""
+        with probability ``id_dropout`` (no rescaling: at eval a warm item has its whole ID vector). With
+        ``id_from_text`` an item left without one gets the ID vector predicted from its pooled ``text``."""
         gate = self.id_gate
         if self.training and self.model_config.id_dropout > 0:
             gate = gate * (torch.rand_like(gate) >= self.model_config.id_dropout)
-        return self.id_embedding.weight * gate[:, None].to(self.id_embedding.weight.dtype)
+        weight = self.id_embedding.weight
+        ids = weight * gate[:, None].to(weight.dtype)
+        if self.id_from_text is not None and text is not None:
+            fill = 1.0 - gate
+            fill[0] = 0.0  # padding stays zero
+            ids = ids + fill[:, None].to(weight.dtype) * self.id_from_text(text)
+        return ids
+
+    def text_only_vectors(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Item vectors of items known by their text alone (added after training): the projected text, plus the ID
+        vector predicted from it under ``id_from_text``."""
+        vectors = self.projection(pooled)
+        return vectors + self.id_from_text(pooled) if self.id_from_text is not None else vectors
 
     @property
     def backbone(self) -> nn.Module | None:
@@ -192,7 +207,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
                 text = text.index_put((fresh_items,), fresh_pooled.to(text.dtype))
             parts.append(self.projection(text))
         if self.id_embedding is not None:
-            parts.append(self.id_vectors())
+            parts.append(self.id_vectors(text))
         return sum(parts)
 
     @torch.no_grad()
@@ -285,5 +300,8 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[RecModel, object
     config, saved = config_from_checkpoint(checkpoint_dir, CONFIG_NAME, "recpipe", RecModelConfig)
     model, tokenizer = build_model(config)
     model.load_trainable_weights(checkpoint_dir)
+    if model.id_embedding is not None:
+        # an item never trained on kept an all-zero ID row (``restrict_ids_to``): the gate is read back from it
+        model.restrict_ids_to(model.id_embedding.weight.detach().abs().sum(1) > 0)
     model.eval()
     return model, tokenizer, saved

@@ -134,7 +134,8 @@ class Recommender:
         pooled = self.model.text_cache.new_empty(len(ids), self.model.text_cache.shape[1])
         for rows in length_sorted_batches(tokens["attention_mask"], batch_size=256):
             pooled[rows] = self.model.encode_items(tokens, rows).to(pooled.dtype)
-        vectors = self.model.scoring_vectors(self.model.projection(pooled))  # new items have no learned ID embedding
+        # new items have no learned ID vector: the text's, plus the ID vector predicted from it under id_from_text
+        vectors = self.model.scoring_vectors(self.model.text_only_vectors(pooled))
         start = len(self.item_ids)
         new = np.arange(start, start + len(ids))
         self.table = torch.cat([self.table, vectors.to(self.table.dtype)])

@@ -71,3 +71,39 @@ def test_id_dropout_leaves_id_vectors_out_in_training_only(tiny_model_dir):
 def test_id_dropout_is_checked(kw, message):
     with pytest.raises(InvalidInputError, match=message):
         ModelArguments(**kw)
+
+
+def test_id_from_text_fills_the_id_vector_of_items_without_one(tiny_model_dir, tmp_path):
+    from recpipe.modeling import load_checkpoint
+
+    model, _ = rec_model(model_args(tiny_model_dir, use_item_ids=True, id_dropout=0.5, id_from_text=True))
+    model.text_cache.normal_()
+    trained = torch.ones(NUM_ITEMS + 1, dtype=torch.bool)
+    trained[[0, *COLD]] = False
+    model.restrict_ids_to(trained)
+    model.eval()
+    table = model.item_table().detach()
+    text = model.text_cache
+    cold = list(COLD)
+    expected_cold = model.projection(text[cold]) + model.id_from_text(text[cold])
+    assert torch.allclose(table[cold], expected_cold.detach(), atol=1e-6)
+    assert torch.allclose(table[cold], model.text_only_vectors(text[cold]).detach(), atol=1e-6)  # as added items
+    warm = [1, 2, 3]
+    expected_warm = model.projection(text[warm]) + model.id_embedding.weight[warm]
+    assert torch.allclose(table[warm], expected_warm.detach(), atol=1e-6)
+    assert torch.allclose(table[0], model.projection(text[:1])[0].detach(), atol=1e-6)  # padding: no predicted ID
+
+    # in training the map learns from the warm items id_dropout leaves out
+    model.train()
+    model.item_table()[1 : NUM_ITEMS - 1].sum().backward()
+    assert model.id_from_text.weight.grad.abs().sum() > 0
+
+    # a checkpoint keeps the gate: the zero rows of items never trained on
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded, _, _ = load_checkpoint(tmp_path / "ckpt")
+    assert torch.equal(loaded.id_gate.bool(), trained)
+
+
+def test_id_from_text_needs_id_dropout():
+    with pytest.raises(InvalidInputError, match="id_dropout > 0"):
+        ModelArguments(use_item_ids=True, id_from_text=True)
