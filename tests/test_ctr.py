@@ -4,6 +4,7 @@ the base weights intact, the loss is the sum of its logged parts, the LM loss co
 reloads to the same probabilities, and the encoder learns a pattern."""
 
 import json
+import math
 
 import datasets
 import numpy as np
@@ -208,9 +209,11 @@ def test_lora_keeps_base_weights_and_the_loss_is_the_sum_of_its_parts(
     self_supervised = "mlm_loss" if family == "encoder" else "lm_loss"
     logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
     assert len(logs) == 3
+    weight = trainer.args.mlm_weight if family == "encoder" else trainer.args.lm_weight
+    assert weight == 0.1  # parts are logged unweighted; the total weighs them
     for h in logs:
-        assert h[self_supervised] > 0 and "perplexity" in h
-        assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised], rel=1e-4)
+        assert h[self_supervised] > 0 and h["perplexity"] == pytest.approx(math.exp(h[self_supervised]), rel=1e-6)
+        assert h["loss"] == pytest.approx(h["ctr_loss"] + weight * h[self_supervised], rel=1e-4)
 
 
 @pytest.mark.parametrize("family", ["encoder", "causal_lm"])
@@ -234,7 +237,8 @@ def test_adalora_prunes_its_rank_budget_and_its_regulariser_is_a_logged_part(
     logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
     assert logs and all(h["orth_loss"] > 0 for h in logs)
     for h in logs:
-        assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised] + h["orth_loss"], rel=1e-4)
+        weight = trainer.args.mlm_weight if family == "encoder" else trainer.args.lm_weight
+        assert h["loss"] == pytest.approx(h["ctr_loss"] + weight * h[self_supervised] + h["orth_loss"], rel=1e-4)
 
 
 def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, tmp_path):
