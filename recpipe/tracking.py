@@ -103,6 +103,9 @@ def finish_wandb() -> None:
     )
     run_dir = os.path.dirname(run.dir)
     wandb.finish()
+    # finish() can return before the W&B service has written the last records of an offline run; teardown waits
+    # for it, so the run's files are complete when training returns (for `wandb sync`, `wandb leet`, tests)
+    wandb.teardown()
     if offline:
         print(
             f"W&B run saved offline in {run_dir}: look at it with `wandb leet {run_dir}`; upload it with "

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import NUM_ITEMS
+from helpers import write_movielens_100k
 
 from recpipe.ctr.collators import CrossEncoderCollator, PromptCollator, render_prompt
 from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRModelConfig, CTRTrainingArguments
@@ -418,20 +419,6 @@ def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_di
     fresh = examples(48, seed=1)
     fresh = fresh.add_column(ITEM_FEATURE, item_like_logodds(fresh, config["item_like_table"]))
     assert trainer.evaluate(fresh)["eval_log_loss"] == pytest.approx(after["eval_log_loss"], abs=1e-6)
-
-
-def write_movielens_100k(folder, n_users: int = 12, per_user: int = 16, seed: int = 0):
-    """A GroupLens-format folder (u.data, u.item) whose titles are words of the tiny models' vocabularies."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir()
-    lines = []
-    for u in range(n_users):
-        for k, item in enumerate(rng.choice(NUM_ITEMS, size=per_user, replace=False)):
-            lines.append(f"{u + 1}\t{item + 1}\t{int(rng.integers(1, 6))}\t{1000 + 50 * k + u}")
-    (folder / "u.data").write_text("\n".join(lines) + "\n")
-    genres = ["0"] * 18 + ["1"]
-    items = ["|".join([str(i + 1), f"w{i}", "01-Jan-1995", "", "http://x", *genres]) for i in range(NUM_ITEMS)]
-    (folder / "u.item").write_text("\n".join(items) + "\n")
 
 
 def test_run_ctr_end_to_end_saves_what_scoring_new_rows_needs(tiny_model_dir, tmp_path):
