@@ -152,6 +152,15 @@ class BaseTrainer(Trainer):
         if is_adalora(backbone):
             self.add_callback(AdaLoraCallback(backbone, start_step=self.encoder_start_step()))
 
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        # push_to_hub without a reachable Hub: one clear error at the start, not the HTTP client's traceback
+        from recpipe.hub import hub_errors, unreachable_for_training
+
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except hub_errors() as e:
+            raise unreachable_for_training(e) from None
+
     def encoder_start_step(self) -> int:
         """The optimizer step from which the backbone trains (0: from the start)."""
         return 0

@@ -22,8 +22,8 @@ from pathlib import Path
 from recpipe.errors import InvalidInputError, MissingInputError, UserError
 
 DESCRIPTION = (
-    "recpipe: recommenders on top of pretrained language models (item text + user behaviour), with the Hugging Face "
-    "stack. Train from a YAML recipe, evaluate, recommend, serve over HTTP, compare runs."
+    "recpipe: recommenders on top of pretrained language models (item text + user behaviour), with the\n"
+    "Hugging Face stack. Train from a YAML recipe, evaluate, recommend, serve over HTTP, compare runs."
 )
 EPILOG = (
     "examples:\n"
@@ -143,11 +143,32 @@ def cmd_train(ns: argparse.Namespace, rest: list[str]) -> None:
             "least say where the run goes (--output_dir DIR)"
         )
     from recpipe.launch_config import end_process_group
-    from recpipe.pipeline import run
 
     setup_logging()
-    run(*RecipeParser().parse_recipe(rest))
+    if recipe_task(rest) == "ctr":
+        from recpipe.ctr.pipeline import run_ctr
+        from recpipe.parser import CTR_DATACLASSES
+
+        run_ctr(*RecipeParser(CTR_DATACLASSES).parse_recipe(rest))
+    else:
+        from recpipe.pipeline import run
+
+        run(*RecipeParser().parse_recipe(rest))
     end_process_group()
+
+
+def recipe_task(args: list[str]) -> str:
+    """``ctr`` for a recipe of the pointwise preference task (it sets the CTR model's or loss's keys), else
+    ``retrieval``: one ``recpipe train`` for every recipe."""
+    import yaml
+
+    if "--config" not in args or args.index("--config") + 1 >= len(args):
+        return "retrieval"
+    path = Path(args[args.index("--config") + 1])
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such recipe")
+    keys = set(yaml.safe_load(path.read_text()) or {})
+    return "ctr" if keys & {"model_family", "ctr_weight", "like_threshold"} else "retrieval"
 
 
 # ---- checkpoints ----
@@ -404,7 +425,10 @@ def _args_convert_gguf(p: argparse.ArgumentParser) -> None:
 
 COMMANDS = {
     "data": ("fetch and prepare datasets", _args_data),
-    "train": (f"train from a recipe: {TRAIN_USAGE} (`recpipe train --help` lists every flag)", _args_train),
+    "train": (
+        f"train from a recipe (retrieval or CTR): {TRAIN_USAGE}; `recpipe train --help` lists every flag",
+        _args_train,
+    ),
     "evaluate": ("metrics of a checkpoint on a split (retrieval: full ranking; CTR: AUC, ...)", _args_evaluate),
     "recommend": ("top-K items for a history or a known user", _args_recommend),
     "serve": ("an HTTP JSON API over a checkpoint (recommend, batch, add items, health)", _args_serve),

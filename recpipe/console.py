@@ -24,7 +24,8 @@ def process_rank() -> int:
 def setup_logging() -> None:
     """INFO on the main process; errors only on the others (their warnings would repeat the main process's)."""
     main = process_rank() == 0
-    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO if main else logging.ERROR, force=True)
+    logging.basicConfig(format=LOG_FORMAT)  # leaves handlers alone where there are some (an embedding program)
+    logging.getLogger().setLevel(logging.INFO if main else logging.ERROR)
     if not main:
         import datasets
         import transformers

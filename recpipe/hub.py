@@ -24,7 +24,7 @@ class HubUnreachableError(UserError, ConnectionError):
     """The Hugging Face Hub could not be reached (offline, or refused)."""
 
 
-def _hub_errors() -> tuple[type[BaseException], ...]:
+def hub_errors() -> tuple[type[BaseException], ...]:
     """What ``huggingface_hub`` raises when the Hub cannot answer: its own errors, OS-level connection errors, and
     the transport errors of the HTTP client it uses (``httpx`` or ``httpx2``, depending on its version)."""
     from huggingface_hub.errors import HfHubHTTPError
@@ -54,7 +54,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = N
 
     try:
         return Path(snapshot_download(name, revision=revision))
-    except _hub_errors() as e:
+    except hub_errors() as e:
         raise HubUnreachableError(
             f"{name}: no such checkpoint folder here, and the Hugging Face Hub ({_endpoint()}) could not provide it "
             f"({type(e).__name__}: {str(e).splitlines()[0]}). Check the repository id and the network, or pass "
@@ -87,10 +87,19 @@ def push_to_hub(
             commit_message=commit_message,
             ignore_patterns=PUSH_IGNORE,
         )
-    except _hub_errors() as e:
+    except hub_errors() as e:
         raise HubUnreachableError(
             f"could not push {folder} to {repo_id} on the Hugging Face Hub ({_endpoint()}): "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no answer'}. Nothing was changed locally; "
             "log in with `hf auth login` (or set HF_TOKEN) and retry when the Hub is reachable"
         ) from None
     return str(getattr(info, "commit_url", info))
+
+
+def unreachable_for_training(error: BaseException) -> HubUnreachableError:
+    """The error a run with ``push_to_hub: true`` ends in when the Hub cannot be reached at its start."""
+    return HubUnreachableError(
+        f"push_to_hub is set but the Hugging Face Hub ({_endpoint()}) cannot be reached "
+        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no answer'}). Train without it "
+        "(--push_to_hub false) and push the checkpoint later with `recpipe push-to-hub`"
+    )

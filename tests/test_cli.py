@@ -107,3 +107,14 @@ def test_ruff_ignores_a_wandb_run_folder(tmp_path):
     (project / "wandb" / "run-1" / "files" / "notes.py").write_text("import os\nx=1\n")  # what W&B may leave
     proc = subprocess.run([str(ruff), "check", "."], cwd=project, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_train_runs_ctr_recipes_through_the_ctr_pipeline(monkeypatch):
+    calls = []
+    monkeypatch.setattr("recpipe.ctr.pipeline.run_ctr", lambda *args: calls.append(("ctr", args)))
+    monkeypatch.setattr("recpipe.pipeline.run", lambda *args: calls.append(("retrieval", args)))
+    assert cli(["train", "--config", str(ROOT / "recipes" / "ctr" / "config_encoder.yaml"), "--use_cpu", "true"]) == 0
+    assert cli(["train", "--config", str(ROOT / "recipes" / "movielens" / "config_lora.yaml"), "--bf16", "false"]) == 0
+    assert [task for task, _ in calls] == ["ctr", "retrieval"]
+    (data_args, model_args, training_args) = calls[0][1]
+    assert model_args.model_family == "encoder" and training_args.ctr_weight == 1.0

@@ -251,3 +251,12 @@ def test_push_to_hub_without_a_reachable_hub_is_one_clear_error(checkpoint, tmp_
         assert proc.returncode == 2, proc.stderr
         assert "could not push" in proc.stderr and "Nothing was changed locally" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_training_with_push_to_hub_and_no_hub_stops_at_once_with_one_clear_error(tiny_model_dir, tmp_path):
+    from helpers import make_trainer
+
+    from recpipe.hub import HubUnreachableError
+
+    with pytest.raises(HubUnreachableError, match="push_to_hub is set.*recpipe push-to-hub"):
+        make_trainer(tiny_model_dir, tmp_path, push_to_hub=True, hub_model_id="someone/recpipe-tiny")
