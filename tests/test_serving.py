@@ -260,3 +260,28 @@ def test_training_with_push_to_hub_and_no_hub_stops_at_once_with_one_clear_error
 
     with pytest.raises(HubUnreachableError, match="push_to_hub is set.*recpipe push-to-hub"):
         make_trainer(tiny_model_dir, tmp_path, push_to_hub=True, hub_model_id="someone/recpipe-tiny")
+
+
+def test_evaluate_from_another_folder_finds_the_prepared_data_or_says_how(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """Training recorded ``prepared_dir`` relative to where it ran; evaluation from elsewhere finds it by its
+    absolute path, and without it names the flag and the command that makes it."""
+    from conftest import save_prepared_as_current, synthetic_prepared
+
+    from recpipe.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    save_prepared_as_current(*synthetic_prepared(), tmp_path / "prepared")
+    args = training_args(tmp_path, max_steps=2, output_dir="out")
+    metrics = run(DataArguments(max_history=10, prepared_dir="prepared"), model_args(tiny_model_dir), args)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli(["evaluate", "--checkpoint", str(tmp_path / "out")]) == 0
+    again = json.loads((tmp_path / "out" / "eval_test_results.json").read_text())
+    assert again["test_ndcg@10"] == metrics["test_ndcg@10"]
+    (tmp_path / "prepared").rename(tmp_path / "gone")
+    assert cli(["evaluate", "--checkpoint", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--prepared_dir DIR" in err and "recpipe data prepare --dataset movielens-100k" in err
