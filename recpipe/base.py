@@ -30,6 +30,7 @@ from recpipe.atomic_files import is_out_of_space, remove, remove_if_empty, remov
 from recpipe.checkpointing import STAGING_DIR, last_complete_checkpoint, run_has_ended, save_training_files
 from recpipe.errors import InvalidInputError, NonFiniteLossError, WriteFailedError
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
+from recpipe.tracking import wire_run_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class BaseTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         _bf16_without_gpu_means_cpu(self)
+        if self.run_name is None and self.output_dir:  # dashboards label the run by its folder's name
+            self.run_name = os.path.basename(os.path.normpath(self.output_dir))
         super().__post_init__()
         if not 0 < self.mlm_probability < 1:
             raise InvalidInputError("mlm_probability must lie in (0, 1)")
@@ -136,22 +139,35 @@ def create_optimizer_with_lrs(trainer: Trainer, model, lr_of: Callable[[str], fl
 
 
 # ---- the trainer ----
-# parts whose unweighted value is a token cross-entropy, and the argument holding their weight
-LM_PARTS = {"mlm_loss": "mlm_weight", "lm_loss": "lm_weight"}
+# loss parts that are a token cross-entropy (logged unweighted, so their perplexity is exp of the logged value)
+LM_PARTS = ("mlm_loss", "lm_loss")
 
 
 class BaseTrainer(Trainer):
     """The model must have a ``backbone`` (the pretrained LM, PEFT-wrapped or not, or None), ``save_pretrained(dir,
     extra_config=...)`` and ``load_trainable_weights(dir)``. ``extra_config`` is saved with every checkpoint."""
 
-    def __init__(self, *args, extra_config: dict | None = None, **kwargs):
+    # the scalar tags a task's dashboards compare runs by (TensorBoard's hparams table)
+    comparison_metrics: tuple[str, ...] = ()
+
+    def __init__(self, *args, extra_config: dict | None = None, run_config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_config = extra_config or {}
+        wire_run_tracking(self, run_config or {}, list(self.comparison_metrics))
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
         self._staging_dir: str | None = None  # set while a checkpoint is being written (see _save_checkpoint)
         backbone = self.model.backbone
         if is_adalora(backbone):
             self.add_callback(AdaLoraCallback(backbone, start_step=self.encoder_start_step()))
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        # push_to_hub without a reachable Hub: one clear error at the start, not the HTTP client's traceback
+        from recpipe.hub import hub_errors, unreachable_for_training
+
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except hub_errors() as e:
+            raise unreachable_for_training(e) from None
 
     def encoder_start_step(self) -> int:
         """The optimizer step from which the backbone trains (0: from the start)."""
@@ -174,9 +190,15 @@ class BaseTrainer(Trainer):
         return self.optimizer
 
     # ---- loss parts ----
-    def sum_loss_parts(self, parts: dict[str, torch.Tensor], model) -> torch.Tensor:
+    def sum_loss_parts(
+        self, parts: dict[str, torch.Tensor], model, weights: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """Add AdaLoRA's orthogonality regulariser (``PeftModel.forward`` adds it to ``outputs.loss``, which our
-        losses never pass through), remember every part for the next training log, and return their sum."""
+        losses never pass through), remember every part *unweighted* for the next training log, and return the
+        weighted sum ``Σ weights[name] · part`` (a part without a weight counts once: ``orth_loss`` is logged as
+        added, already scaled by AdaLoRA's ``orth_reg_weight``). The weights are the run's ``*_weight`` arguments,
+        in its config."""
+        weights = weights or {}
         backbone = self.accelerator.unwrap_model(model).backbone
         if is_adalora(backbone) and self.encoder_phase():  # before its phase the backbone gets no gradient
             parts["orth_loss"] = adalora_orthogonal_loss(backbone)
@@ -185,7 +207,7 @@ class BaseTrainer(Trainer):
             self._stop_unless_finite(values)
             for name, value in values.items():
                 self._loss_parts[name].append(value)
-        return sum(parts.values())
+        return sum(weights.get(name, 1.0) * value for name, value in parts.items())
 
     def _stop_unless_finite(self, values: dict[str, float]) -> None:
         """Raise before the backward pass when a loss part is NaN or infinite (on any process): one such step makes
@@ -213,10 +235,9 @@ class BaseTrainer(Trainer):
         if not any(k.startswith("eval_") for k in logs):
             for name, values in self._loss_parts.items():
                 logs[name] = sum(values) / len(values)
-            for part, weight_name in LM_PARTS.items():
-                value, weight = logs.get(part), getattr(self.args, weight_name, 0.0)
-                if value is not None and weight > 0:
-                    logs["perplexity"] = math.exp(min(value / weight, 50.0))
+            for part in LM_PARTS:
+                if part in logs:  # the part is the token cross-entropy itself: its perplexity is exp of it
+                    logs["perplexity"] = math.exp(min(logs[part], 50.0))
             self._loss_parts.clear()
         super().log(logs, start_time)
 

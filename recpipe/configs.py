@@ -7,12 +7,14 @@ line; ``RecModelConfig`` holds only what rebuilds the model, so a flag can be re
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from recpipe.backbone import PACKAGED_MINILM, BackboneConfig
 from recpipe.base import BaseModelArguments, BaseTrainingArguments
+from recpipe.data import default_template
 from recpipe.data.prepare import PrepareConfig
 from recpipe.errors import InvalidInputError
 
@@ -27,12 +29,49 @@ class DataArguments(PrepareConfig):
     prepared_dir: str | None = field(
         default=None, metadata={"help": "Where the prepared DatasetDict lives (default: data/prepared/<dataset>)."}
     )
+    template: str | None = field(
+        default=None,
+        metadata={"help": "Item text template (default: the dataset's own; auto for generic: every text column)."},
+    )
+    interactions: str | None = field(
+        default=None, metadata={"help": "generic: the interactions file (csv/tsv/jsonl/parquet)."}
+    )
+    items: str | None = field(default=None, metadata={"help": "generic: the items file (their text columns)."})
+    columns: str | None = field(
+        default=None,
+        metadata={"help": 'generic: JSON map of canonical to file column names, e.g. {"user_id": "uid"}.'},
+    )
+    item_text_fields: list[str] | None = field(
+        default=None, metadata={"help": "generic: only these item columns make the item text (default: all)."}
+    )
 
     def __post_init__(self):
+        if self.template is None:
+            self.template = default_template(self.dataset)
+        if isinstance(self.columns, str):  # from the command line; a recipe may give a mapping
+            try:
+                self.columns = json.loads(self.columns)
+            except json.JSONDecodeError as e:
+                raise InvalidInputError(f"columns is not JSON ({e.msg}): {self.columns!r}") from None
+        generic = self.interactions or self.items or self.columns or self.item_text_fields
+        if generic and self.dataset != "generic":
+            raise InvalidInputError("interactions, items, columns and item_text_fields are for dataset: generic")
         super().__post_init__()
         if self.prepared_dir is None:
             suffix = f"-{self.category}" if self.category else ""
             self.prepared_dir = os.path.join("data", "prepared", f"{self.dataset}{suffix}")
+
+    def generic_files(self) -> dict:
+        """``recpipe.data.generic.read_generic``'s arguments for ``dataset: generic`` (empty for the others)."""
+        if self.dataset != "generic":
+            return {}
+        files = {
+            "interactions_path": self.interactions,
+            "items_path": self.items,
+            "columns": self.columns,
+            "item_text_fields": self.item_text_fields,
+        }
+        return {k: v for k, v in files.items() if v is not None}
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Losses as ``nn.Module``s; ``CombinedLoss`` returns the named, weighted parts that ``RecTrainer`` sums and logs:
+"""Losses as ``nn.Module``s; ``CombinedLoss`` returns the named parts, unweighted, and their weights
+(``CombinedLoss.weights``, the run's ``*_weight`` arguments); ``RecTrainer`` logs each part as it is and sums
 
 L = w_rec·L_rec + λ_mlm·L_mlm + λ_rel·L_rel (+ AdaLoRA's orthogonality regulariser)
 """
@@ -69,7 +70,8 @@ class ItemRelationLoss(nn.Module):
 
 
 class CombinedLoss(nn.Module):
-    """Computes every part the batch allows and returns them weighted, by name."""
+    """Computes every part the batch allows (and whose weight is not 0) and returns them unweighted, by name;
+    ``total(parts)`` is the weighted sum."""
 
     def __init__(self, args, popularity: torch.Tensor | None = None):
         super().__init__()
@@ -91,4 +93,7 @@ class CombinedLoss(nn.Module):
             parts["rel_loss"] = self.rel(vectors, batch["rel_pairs"])
         if not parts:
             raise InvalidInputError("no loss part applies to this batch: check the loss weights and the stage")
-        return {name: self.weights[name] * value for name, value in parts.items()}
+        return parts
+
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.weights[name] * value for name, value in parts.items())

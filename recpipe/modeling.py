@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool
 from recpipe.checkpointing import TrainableWeightsMixin, config_from_checkpoint
 from recpipe.configs import RecModelConfig
+from recpipe.console import quiet_model_loading
 from recpipe.peft_utils import apply_peft
+from recpipe.user_tower import UserTower
 
 CONFIG_NAME = "recpipe_config.json"
 
@@ -60,40 +62,6 @@ def init_tower_weights(module: nn.Module, std: float = 0.02) -> None:
             module.in_proj_weight.normal_(0.0, std)
         if module.in_proj_bias is not None:
             module.in_proj_bias.zero_()
-
-
-class UserTower(nn.Module):
-    """Causal transformer over item vectors; the state at position t summarises the history up to item t.
-
-    Sequences are right-padded, so every query position has at least position 0 to attend to (left padding with a
-    causal mask leaves padded rows with nothing to attend to, and NaN).
-    """
-
-    def __init__(self, dim: int, max_len: int, layers: int, heads: int, dropout: float, ffn_size: int | None = None):
-        super().__init__()
-        self.positions = nn.Embedding(max_len, dim)
-        self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            dim_feedforward=ffn_size or 2 * dim,
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, item_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        length = item_vectors.shape[1]
-        if length > self.positions.num_embeddings:
-            raise ValueError(f"history of {length} items is longer than max_history={self.positions.num_embeddings}")
-        pos = torch.arange(length, device=item_vectors.device)
-        x = self.dropout(item_vectors + self.positions(pos))
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=x.device), diagonal=1)
-        x = self.encoder(x, mask=causal, src_key_padding_mask=~mask, is_causal=True)
-        return self.norm(x)
 
 
 class RecModel(TrainableWeightsMixin, nn.Module):
@@ -290,7 +258,8 @@ def build_model(config: RecModelConfig, total_steps: int | None = None):
     encoder = tokenizer = None
     if config.use_text:
         encoder, tokenizer = load_masked_lm(config)
-        encoder = apply_peft(encoder, config, total_steps)
+        with quiet_model_loading():  # peft's deprecation warnings about transformers
+            encoder = apply_peft(encoder, config, total_steps)
     return RecModel(config, encoder), tokenizer
 
 

@@ -20,6 +20,8 @@ CACHE_NAME = "text_cache.safetensors"
 
 
 class RecTrainer(BaseTrainer):
+    comparison_metrics = ("eval/ndcg@10", "eval/recall@10", "test/ndcg@10", "test/recall@10", "test/mrr@10")
+
     def __init__(
         self,
         *args,
@@ -82,9 +84,11 @@ class RecTrainer(BaseTrainer):
         with self._perturbation.probe() if attack else nullcontext():
             outputs = model(**inputs)
         parts = self.loss_fn(unwrapped, outputs, inputs)
+        # adv_loss is the rec loss under attack: it carries the rec loss's weight times adv_weight
+        weights = {**self.loss_fn.weights, "adv_loss": self.args.adv_weight * self.args.rec_weight}
         if attack and self._perturbation.delta is not None and "rec_loss" in parts:
-            parts["adv_loss"] = self.args.adv_weight * self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
-        loss = self.sum_loss_parts(parts, model)
+            parts["adv_loss"] = self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
+        loss = self.sum_loss_parts(parts, model, weights)
         return (loss, outputs) if return_outputs else loss
 
     def _adversarial_rec_loss(self, model, inputs, rec_loss: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 what should stay frozen does, checkpoints reload exactly, pretraining lowers held-out MLM loss."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,10 +22,14 @@ def test_combined_loss_is_the_weighted_sum_of_logged_parts(tiny_model_dir, tmp_p
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h and "rec_loss" in h]
     assert len(logs) == 4
+    args = trainer.args
+    assert (args.mlm_weight, args.rel_weight) == (0.5, 0.3)
     for h in logs:
         assert h["mlm_loss"] > 0 and h["rel_loss"] > 0 and h["rec_loss"] > 0
-        assert h["loss"] == pytest.approx(h["rec_loss"] + h["mlm_loss"] + h["rel_loss"], rel=1e-4)
-        assert "perplexity" in h
+        # each part is logged unweighted, the total is weighted by the run's arguments
+        total = h["rec_loss"] + args.mlm_weight * h["mlm_loss"] + args.rel_weight * h["rel_loss"]
+        assert h["loss"] == pytest.approx(total, rel=1e-4)
+        assert h["perplexity"] == pytest.approx(math.exp(h["mlm_loss"]), rel=1e-6)
 
 
 def test_every_trainable_parameter_changes_full_finetuning(tiny_model_dir, tmp_path):
@@ -64,7 +69,8 @@ def test_adalora_rank_budget_shrinks_and_regulariser_is_in_the_loss(tiny_model_d
     logs = [h for h in trainer.state.log_history if "orth_loss" in h]
     assert logs and all(h["orth_loss"] > 0 for h in logs)
     for h in logs:
-        parts = h["rec_loss"] + h["mlm_loss"] + h["rel_loss"] + h["orth_loss"]
+        args = trainer.args  # parts are logged unweighted; orth_loss as added (scaled by AdaLoRA's own weight)
+        parts = h["rec_loss"] + args.mlm_weight * h["mlm_loss"] + args.rel_weight * h["rel_loss"] + h["orth_loss"]
         assert h["loss"] == pytest.approx(parts, rel=1e-4)
 
 

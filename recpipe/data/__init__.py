@@ -48,7 +48,8 @@ def load_source(
 
 
 def default_template(dataset: str) -> str:
-    return {"amazon2023": "amazon2023", "amazon2018": "amazon2018"}.get(dataset, "movielens")
+    """The item text template of a dataset: its own, or ``auto`` (every text column) for your own files."""
+    return {"amazon2023": "amazon2023", "amazon2018": "amazon2018", "generic": "auto"}.get(dataset, "movielens")
 
 
 __all__ = [

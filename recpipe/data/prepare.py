@@ -45,7 +45,7 @@ import pandas as pd
 
 from recpipe.atomic_files import atomic_path, file_lock, remove_leftovers
 from recpipe.data.schema import DataFormatError, SourceTables
-from recpipe.data.templates import TEMPLATES, render_item_text
+from recpipe.data.templates import TEMPLATE_NAMES, item_template, render_item_text
 from recpipe.errors import InvalidInputError, MissingInputError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,10 @@ class PrepareConfig:
     valid_fraction: float = field(default=0.1, metadata={"help": "temporal split: share of the latest interactions."})
     test_fraction: float = field(default=0.1, metadata={"help": "temporal split: share of the latest interactions."})
     max_history: int = field(default=50, metadata={"help": "Histories keep the latest this many items."})
-    template: str = field(default="movielens", metadata={"help": f"Item text template: {sorted(TEMPLATES)}."})
+    template: str = field(
+        default="movielens",
+        metadata={"help": f"Item text template: {list(TEMPLATE_NAMES)} (auto: every text column of the items file)."},
+    )
     cold_item_fraction: float = field(
         default=0.0,
         metadata={
@@ -94,8 +97,8 @@ class PrepareConfig:
     def __post_init__(self):
         if self.split not in ("leave_one_out", "temporal"):
             raise InvalidInputError(f"split must be 'leave_one_out' or 'temporal', got {self.split!r}")
-        if self.template not in TEMPLATES:
-            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
+        if self.template not in TEMPLATE_NAMES:
+            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {list(TEMPLATE_NAMES)}")
         if self.min_user_interactions < 1 or self.min_item_interactions < 1 or self.max_history < 1:
             raise InvalidInputError("min_user_interactions, min_item_interactions and max_history must be >= 1")
         if not 0 <= self.cold_item_fraction < 1:
@@ -199,9 +202,17 @@ def _temporal(df: pd.DataFrame, cfg: PrepareConfig) -> tuple[dict, dict, dict, d
     return train, valid, test, info
 
 
-def source_key(dataset: str, data_dir: str | os.PathLike | None = None, category: str | None = None) -> dict:
-    """What the raw files were read from, as ``stats.json`` records it (``source``)."""
-    return {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "category": category}
+def source_key(
+    dataset: str, data_dir: str | os.PathLike | None = None, category: str | None = None, **files: Any
+) -> dict:
+    """What the raw files were read from, as ``stats.json`` records it (``source``). ``files`` are the generic
+    reader's arguments (``interactions_path``, ``items_path``, ``columns``, ``item_text_fields``); paths are kept
+    absolute so that a run from another folder finds the same source."""
+    key = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "category": category}
+    for name, value in files.items():
+        if value is not None:
+            key[name] = os.path.abspath(value) if name.endswith("_path") else value
+    return key
 
 
 def current_stats(output_dir: str | os.PathLike, cfg: PrepareConfig, source: dict) -> dict | None:
@@ -242,7 +253,7 @@ def prepare(
     }
     if df.empty:
         raise DataFormatError(tables.name, None, "no interactions to prepare")
-    template = TEMPLATES[cfg.template]
+    template = item_template(cfg.template, list(items.columns))
     text_columns = [key for _, key, _ in template]
     if len(items.columns) > 1 and not set(text_columns) & set(items.columns):
         # an items file was given, but the template would render every item as an empty string
