@@ -160,7 +160,7 @@ def run_variant(name: str, dataset: str, seed: int, extra: list[str], cold: bool
     out = ROOT / "bench" / "runs" / kind / dataset / name / f"seed{seed}"
     cmd = [sys.executable, str(ROOT / "recipes" / "movielens.py"), "--config", str(BASE_RECIPE)]
     flags = {**VARIANTS[name], "dataset": dataset, "seed": str(seed), "output_dir": str(out), "resume": "false"}
-    flags.update({"disable_tqdm": "true", "save_total_limit": "1"})
+    flags.update({"disable_tqdm": "true", "save_total_limit": "1", "report_to": "none"})
     if cold:
         flags.update(COLD_FLAGS, prepared_dir=str(ROOT / "data" / "prepared" / f"{dataset}-cold"))
     elif "max_history" in flags:  # histories of another length: prepared apart, not over the default's folder
