@@ -100,6 +100,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     # the items left out get the ID vector predicted from their text (id_from_text), as cold items do at test time
     "text+id-frozen-idtext": {**FROZEN, "id_dropout": "0.5", "id_from_text": "true"},
     "text+id-frozen-idtext-p02": {**FROZEN, "id_dropout": "0.2", "id_from_text": "true"},
+    # no ID dropout: cold_loss trains the text-to-ID map alone, the warm model as without it
+    "text+id-frozen-coldmap": {**FROZEN, "id_from_text": "true"},
+    "text+id-lora-2phase-coldmap": {"id_from_text": "true"},
     "text-frozen": {
         **ONE_PHASE,
         "use_item_ids": "false",

@@ -96,8 +96,8 @@ class ModelArguments(BaseModelArguments):
         default=False,
         metadata={
             "help": "Hybrid models: an item without a trained ID vector (never seen in training, added later, or left "
-            "out by id_dropout) gets one predicted from its text by a learned linear map, trained through the rec "
-            "loss on the items id_dropout leaves out."
+            "out by id_dropout) gets one predicted from its text by a learned linear map, trained by cold_loss "
+            "(cold_weight) and through the rec loss on the items id_dropout leaves out."
         },
     )
     id_dropout: float = field(
@@ -129,8 +129,6 @@ class ModelArguments(BaseModelArguments):
             raise InvalidInputError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if (self.id_dropout > 0 or self.id_from_text) and not (self.use_text and self.use_item_ids):
             raise InvalidInputError("id_dropout and id_from_text need a hybrid model (use_text and use_item_ids)")
-        if self.id_from_text and self.id_dropout == 0:
-            raise InvalidInputError("id_from_text learns from the items id_dropout leaves out: set id_dropout > 0")
 
 
 @dataclass(kw_only=True)
@@ -162,7 +160,7 @@ STAGES = ("pretrain", "finetune", "evaluate", "export", "robustness")
 class RecTrainingArguments(BaseTrainingArguments):
     """``TrainingArguments`` plus the combined loss, negatives, item-vector cache and evaluation protocol."""
 
-    loss_weight_names = ("rec_weight", "mlm_weight", "rel_weight", "adv_weight")
+    loss_weight_names = ("rec_weight", "mlm_weight", "rel_weight", "cold_weight", "adv_weight")
 
     stages: list[str] = field(
         default_factory=lambda: ["finetune"],
@@ -198,6 +196,13 @@ class RecTrainingArguments(BaseTrainingArguments):
     )
     rec_weight: float = field(default=1.0, metadata={"help": "Weight of the recommendation loss."})
     rel_weight: float = field(default=0.0, metadata={"help": "λ_rel: weight of the item-relation InfoNCE loss."})
+    cold_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "λ_cold: weight of cold_loss, the rec loss with items scored by text alone (projected text + the "
+            "ID vector id_from_text predicts); it trains only that map. Applies when id_from_text is on."
+        },
+    )
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
     mlm_on_copy: bool = field(
         default=True,

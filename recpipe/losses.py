@@ -1,7 +1,7 @@
 """Losses as ``nn.Module``s; ``CombinedLoss`` returns the named parts, unweighted, and their weights
 (``CombinedLoss.weights``, the run's ``*_weight`` arguments); ``RecTrainer`` logs each part as it is and sums
 
-L = w_rec·L_rec + λ_mlm·L_mlm + λ_rel·L_rel (+ AdaLoRA's orthogonality regulariser)
+L = w_rec·L_rec + λ_mlm·L_mlm + λ_rel·L_rel + λ_cold·L_cold (+ AdaLoRA's orthogonality regulariser)
 """
 
 from __future__ import annotations
@@ -75,7 +75,12 @@ class CombinedLoss(nn.Module):
 
     def __init__(self, args, popularity: torch.Tensor | None = None):
         super().__init__()
-        self.weights = {"rec_loss": args.rec_weight, "mlm_loss": args.mlm_weight, "rel_loss": args.rel_weight}
+        self.weights = {
+            "rec_loss": args.rec_weight,
+            "mlm_loss": args.mlm_weight,
+            "rel_loss": args.rel_weight,
+            "cold_loss": args.cold_weight,
+        }
         self.rec = SoftmaxRecLoss(args.temperature, args.negatives, args.num_negatives, args.logq_correction)
         self.rel = ItemRelationLoss(args.rel_temperature)
         self.register_buffer("popularity", popularity, persistent=False)
@@ -91,9 +96,20 @@ class CombinedLoss(nn.Module):
         if outputs.get("fresh_pooled") is not None and self.weights["rel_loss"] > 0:
             vectors = model.projection(outputs["fresh_pooled"])
             parts["rel_loss"] = self.rel(vectors, batch["rel_pairs"])
+        if "user_states" in outputs and getattr(model, "id_from_text", None) is not None and self.weights["cold_loss"]:
+            parts["cold_loss"] = self.cold_start_loss(model, outputs, batch)
         if not parts:
             raise InvalidInputError("no loss part applies to this batch: check the loss weights and the stage")
         return parts
+
+    def cold_start_loss(self, model, outputs: dict, batch: dict) -> torch.Tensor:
+        """The rec loss with every item scored as a cold item is: its projected text plus the ID vector
+        ``id_from_text`` predicts from the text. Only that map learns from it (user states, text vectors and
+        projection detached), so the warm model trains as without it (up to the gradient-norm clipping they
+        share)."""
+        text = model.text_cache.detach()
+        cold_table = model.projection(text).detach() + model.id_from_text(text)
+        return self.rec(model, outputs["user_states"].detach(), cold_table, batch["target_items"], self.popularity)
 
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(self.weights[name] * value for name, value in parts.items())

@@ -86,13 +86,17 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         if self.id_embedding is not None:
             # 1 for items whose ID vector may train (set by ``restrict_ids_to``); the others score by text alone
             self.register_buffer("id_gate", torch.ones(config.num_items + 1), persistent=False)
-        # the ID vector an item without one would have, predicted from its text (cold start)
-        self.id_from_text = nn.Linear(text_dim, dim) if config.use_text and config.id_from_text else None
         self.item_dropout = nn.Dropout(config.user_dropout)
         self.user_tower = UserTower(
             dim, config.max_history, config.user_layers, config.user_heads, config.user_dropout, config.user_ffn_size
         )
         self.init_weights()
+        # the ID vector an item without one would have, predicted from its text (cold start); made after the other
+        # weights are drawn, so that they start as they would without it
+        self.id_from_text = None
+        if config.use_text and config.id_from_text:
+            self.id_from_text = nn.Linear(text_dim, dim)
+            self.id_from_text.apply(lambda m: init_tower_weights(m, config.init_std))
 
     def init_weights(self) -> None:
         """Initialise every parameter the towers create by one policy (``init_tower_weights``); the pretrained

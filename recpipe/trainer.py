@@ -37,6 +37,11 @@ class RecTrainer(BaseTrainer):
         encoder = self.model.encoder
         # a frozen encoder's cached vectors never go stale: encode the catalogue once
         self._encoder_trains = encoder is not None and any(p.requires_grad for p in encoder.parameters())
+        model_config = self.model.model_config
+        if model_config.id_from_text and self.args.cold_weight == 0 and model_config.id_dropout == 0:
+            raise InvalidInputError(
+                "id_from_text learns from cold_loss or id_dropout: set cold_weight > 0 or id_dropout > 0"
+            )
         self._perturbation = None
         if self.args.adversarial != "none" and self.args.stage == "finetune":
             if not self._encoder_trains or self.args.max_fresh_items == 0:

@@ -5,7 +5,7 @@ import datasets
 import pytest
 import torch
 from conftest import NUM_ITEMS, synthetic_prepared
-from helpers import model_args, rec_model, training_args
+from helpers import make_trainer, model_args, rec_model, training_args
 from transformers import set_seed
 
 from recpipe.configs import DataArguments, ModelArguments
@@ -104,6 +104,28 @@ def test_id_from_text_fills_the_id_vector_of_items_without_one(tiny_model_dir, t
     assert torch.equal(loaded.id_gate.bool(), trained)
 
 
-def test_id_from_text_needs_id_dropout():
-    with pytest.raises(InvalidInputError, match="id_dropout > 0"):
-        ModelArguments(use_item_ids=True, id_from_text=True)
+def test_id_from_text_needs_something_to_learn_from(tiny_model_dir, tmp_path):
+    margs = model_args(tiny_model_dir, use_item_ids=True, id_from_text=True)
+    with pytest.raises(InvalidInputError, match="cold_weight > 0 or id_dropout"):
+        make_trainer(tiny_model_dir, tmp_path, margs=margs, cold_weight=0.0)
+
+
+def test_cold_loss_trains_only_the_text_to_id_map(tiny_model_dir, tmp_path):
+    """cold_loss scores every item as a cold item is scored and trains only ``id_from_text``: the warm model trains
+    bit-identically with and without it."""
+    dd, stats = without_cold_items()
+    data_args = DataArguments(max_history=10, prepared_dir=str(tmp_path / "unused"))
+    trained = {}
+    for on in (False, True):
+        margs = model_args(tiny_model_dir, use_item_ids=True, id_from_text=on)
+        # no gradient clipping: its global norm is the one thing the map's gradient shares with the warm model's
+        args = training_args(
+            tmp_path / str(on), max_steps=5, mlm_weight=0.0, rel_weight=0.0, cold_weight=1.0, max_grad_norm=0.0
+        )
+        trainer, metrics = train_stage("finetune", data_args, margs, args, dd, stats)
+        trained[on] = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        logs = [h for h in trainer.state.log_history if "rec_loss" in h]
+        assert all(("cold_loss" in h) == on for h in logs)
+    mapped = {n for n in trained[True] if n.startswith("id_from_text")}
+    assert mapped and set(trained[True]) - mapped == set(trained[False])
+    assert all(torch.equal(trained[True][n], trained[False][n]) for n in trained[False]), "the warm model changed"
