@@ -155,6 +155,8 @@ def test_items_without_a_text_column_stop_before_anything_is_written(tmp_path):
     out = tmp_path / "prepared"
     args = ["data", "prepare", "--dataset", "generic", "--interactions", str(clicks), "--items", str(items)]
     args += ["--output-dir", str(out), "--min_item_interactions", "1", "--min_user_interactions", "1"]
+    auto = list(args)
+    args += ["--template", "movielens"]  # generic data defaults to `auto`, which reads every column (`name` too)
     with pytest.raises(
         DataFormatError, match=r"items\.csv: no item text: .* \['title', 'genres'\].*\['item_id', 'name'\]"
     ):
@@ -164,6 +166,7 @@ def test_items_without_a_text_column_stop_before_anything_is_written(tmp_path):
         prepare(tables, PrepareConfig(min_user_interactions=1, min_item_interactions=1), out)
     assert not out.exists()
     assert cli(args) == 2 and not out.exists()
+    assert cli(auto) == 0 and (out / "stats.json").is_file()
 
 
 def test_a_catalogue_without_text_saves_and_loads(tmp_path):
