@@ -103,13 +103,24 @@ class CombinedLoss(nn.Module):
         return parts
 
     def cold_start_loss(self, model, outputs: dict, batch: dict) -> torch.Tensor:
-        """The rec loss with every item scored as a cold item is: its projected text plus the ID vector
-        ``id_from_text`` predicts from the text. Only that map learns from it (user states, text vectors and
-        projection detached), so the warm model trains as without it (up to the gradient-norm clipping they
-        share)."""
-        text = model.text_cache.detach()
-        cold_table = model.projection(text).detach() + model.id_from_text(text)
-        return self.rec(model, outputs["user_states"].detach(), cold_table, batch["target_items"], self.popularity)
+        """Each target ranked as a cold item would be at test time: its vector is its projected text plus the ID
+        vector ``id_from_text`` predicts from the text, its competitors keep their trained (warm) vectors. Only that
+        map learns from it (user states, item table and projection detached), so the warm model trains as without
+        it (up to the gradient-norm clipping they share), and the predicted vectors are calibrated against warm
+        ones, as a cold item must be. Scores every catalogue item, whatever ``negatives`` is."""
+        targets = batch["target_items"]
+        valid = targets > 0
+        users = model.scoring_vectors(outputs["user_states"].detach()[valid])
+        targets = targets[valid]
+        text = model.text_cache.detach()[targets]
+        predicted = model.scoring_vectors(model.projection(text).detach() + model.id_from_text(text))
+        logits = users @ model.scoring_vectors(outputs["item_table"].detach()).T
+        logits = logits.scatter(1, targets[:, None], (users * predicted).sum(-1, keepdim=True))
+        logits = logits / self.rec.temperature
+        logits[:, 0] = float("-inf")
+        if self.popularity is not None:
+            logits[:, self.popularity == 0] = float("-inf")  # the targets occur in training: never masked here
+        return F.cross_entropy(logits.float(), targets)
 
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(self.weights[name] * value for name, value in parts.items())
