@@ -103,24 +103,27 @@ class CombinedLoss(nn.Module):
         return parts
 
     def cold_start_loss(self, model, outputs: dict, batch: dict) -> torch.Tensor:
-        """Each target ranked as a cold item would be at test time: its vector is its projected text plus the ID
-        vector ``id_from_text`` predicts from the text, its competitors keep their trained (warm) vectors. Only that
-        map learns from it (user states, item table and projection detached), so the warm model trains as without
-        it (up to the gradient-norm clipping they share), and the predicted vectors are calibrated against warm
-        ones, as a cold item must be. Scores every catalogue item, whatever ``negatives`` is."""
+        """The batch's targets ranked as cold items are at test time: each target item is represented by its
+        projected text plus the ID vector ``id_from_text`` predicts from the text (its trained row left out), and it
+        competes with the other items' trained vectors *and* the other targets' predicted ones, so a predicted
+        vector cannot win by outgrowing the rest. Only that map learns from it (user states, item table and
+        projection detached): the warm model trains as without it (up to the gradient-norm clipping they share).
+        Scores every catalogue item, whatever ``negatives`` is."""
         targets = batch["target_items"]
         valid = targets > 0
         users = model.scoring_vectors(outputs["user_states"].detach()[valid])
         targets = targets[valid]
-        text = model.text_cache.detach()[targets]
+        cold = torch.unique(targets)  # sorted: a target's column is found by binary search
+        text = model.text_cache.detach()[cold]
         predicted = model.scoring_vectors(model.projection(text).detach() + model.id_from_text(text))
-        logits = users @ model.scoring_vectors(outputs["item_table"].detach()).T
-        logits = logits.scatter(1, targets[:, None], (users * predicted).sum(-1, keepdim=True))
-        logits = logits / self.rec.temperature
-        logits[:, 0] = float("-inf")
+        warm = users @ model.scoring_vectors(outputs["item_table"].detach()).T
+        warm[:, 0] = float("-inf")
+        warm[:, cold] = float("-inf")  # the batch's targets stand in as cold items: no trained row
         if self.popularity is not None:
-            logits[:, self.popularity == 0] = float("-inf")  # the targets occur in training: never masked here
-        return F.cross_entropy(logits.float(), targets)
+            warm[:, self.popularity == 0] = float("-inf")
+        logits = torch.cat([warm, users @ predicted.T], 1) / self.rec.temperature
+        labels = warm.shape[1] + torch.searchsorted(cold, targets)
+        return F.cross_entropy(logits.float(), labels)
 
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(self.weights[name] * value for name, value in parts.items())
