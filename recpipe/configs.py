@@ -199,8 +199,8 @@ class RecTrainingArguments(BaseTrainingArguments):
     cold_weight: float = field(
         default=1.0,
         metadata={
-            "help": "λ_cold: weight of cold_loss, the rec loss with items scored by text alone (projected text + the "
-            "ID vector id_from_text predicts); it trains only that map. Applies when id_from_text is on."
+            "help": "λ_cold: weight of cold_loss, the error of the ID vectors id_from_text predicts from the batch's "
+            "item texts against their trained ones; it trains only that map. Applies when id_from_text is on."
         },
     )
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
