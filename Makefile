@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 DATASET ?= movielens-100k
 PREPARED := data/prepared/$(DATASET)
 RECIPE ?= recipes/movielens/config_lora.yaml
+# the run follows DATASET: its data, output folder, W&B run name and group (RECIPE's other settings stay)
+VARIANT := $(patsubst config_%,%,$(basename $(notdir $(RECIPE))))
+RUN_NAME := $(DATASET)-$(VARIANT)
 ARGS ?=
 # CPU machines take the CPU wheel of torch (a plain `torch` would pull a multi-GB CUDA build). Machines with
 # CUDA take PyPI's default build; to keep a torch you already have, use VENV_FLAGS=--system-site-packages.
@@ -42,8 +45,10 @@ data: $(VENV)/.installed ## fetch and prepare the embedded MovieLens-100K (DATAS
 	$(VENV)/bin/recpipe data fetch $(DATASET)
 	$(VENV)/bin/recpipe data prepare --dataset $(DATASET) --output-dir $(PREPARED)
 
-train: data ## run the main job: MovieLens-100K, packaged MiniLM + LoRA, combined loss (RECIPE=..., ARGS=...)
-	$(VENV)/bin/accelerate launch $$($(PY) -m recpipe.launch_config) recipes/movielens.py --config $(RECIPE) $(ARGS)
+train: data ## run the main job: MovieLens-100K, packaged MiniLM + LoRA, combined loss (DATASET=, RECIPE=, ARGS=)
+	WANDB_RUN_GROUP=$${WANDB_RUN_GROUP:-$(DATASET)-retrieval} WANDB_TAGS=$${WANDB_TAGS:-$(DATASET),retrieval,$(VARIANT)} \
+	$(VENV)/bin/accelerate launch -q $$($(PY) -m recpipe.launch_config) recipes/movielens.py --config $(RECIPE) \
+		--dataset $(DATASET) --output_dir outputs/$(RUN_NAME) --run_name $(RUN_NAME) $(ARGS)
 
 test: $(VENV)/.installed ## run the test suite
 	$(VENV)/bin/pytest tests
@@ -63,5 +68,5 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: data $(VENV)/.bench-installed ## benchmarks (quick mode; BENCH_MODE=full for everything) -> BENCHMARKS.md
 	PY=$(PY) bench/run_all.sh $${BENCH_MODE:-quick}
 
-clean: ## remove the venv, prepared data and outputs (keeps the downloaded data cache)
-	rm -rf $(VENV) data/prepared outputs
+clean: ## remove the venv, prepared data, outputs and local run logs (keeps the downloaded data cache)
+	rm -rf $(VENV) data/prepared outputs wandb comparison trainer_output

@@ -36,6 +36,7 @@ ID_ONLY = {
     "max_fresh_items": "0",
     "max_steps": "3000",
 }
+FROZEN = {**ONE_PHASE, "freeze_encoder": "true", "mlm_weight": "0", "max_fresh_items": "0", "max_steps": "2000"}
 # Every variant is the recipe plus these overrides (flags of recipes/movielens.py).
 VARIANTS: dict[str, dict[str, str]] = {
     "sasrec-id": {**ID_ONLY},
@@ -51,11 +52,20 @@ VARIANTS: dict[str, dict[str, str]] = {
     # the recipe itself (make train): 2,000 cheap steps on the cached text vectors (towers + IDs), then 400 with
     # LoRA + MLM
     "text+id-lora-2phase": {},
-    # issue 15's schedules around the recipe: a longer LoRA phase; the recipe without its MLM part; relation +
-    # MLM pretraining of the encoder (LoRA) before the recipe, so the cached vectors of phase 1 carry co-occurrence
-    "text+id-lora-2phase-long": {"max_steps": "2800"},
+    # the recipe before mlm_on_copy: item vectors of the LoRA phase from the masked text of the MLM part
+    "text+id-lora-2phase-masked": {"mlm_on_copy": "false"},
+    # issue 15's schedules around the recipe; the first two measured beside -masked, with its vectors
+    # a longer LoRA phase (800 steps)
+    "text+id-lora-2phase-long": {"mlm_on_copy": "false", "max_steps": "2800"},
+    # relation + MLM pretraining of the encoder (LoRA) first, so the cached vectors of phase 1 carry co-occurrence
+    "text+id-lora-2phase-pretrain": {
+        "mlm_on_copy": "false",
+        "stages": "pretrain finetune",
+        "rel_weight": "0.1",
+        "pretrain_max_steps": "400",
+    },
+    # the recipe without its MLM part
     "text+id-lora-2phase-mlm0": {"mlm_weight": "0"},
-    "text+id-lora-2phase-pretrain": {"stages": "pretrain finetune", "rel_weight": "0.1", "pretrain_max_steps": "400"},
     "text+id-adalora": {**LORA_600, "peft_type": "adalora"},
     "text+id-full": {**LORA_600, "peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {
@@ -84,6 +94,15 @@ VARIANTS: dict[str, dict[str, str]] = {
         "eval_steps": "1000",
         "save_steps": "1000",
     },
+    # cold-start fusion: each training step leaves half the items' ID vectors out, so their text vectors must rank
+    "text+id-frozen-iddrop": {**FROZEN, "id_dropout": "0.5"},
+    "text+id-lora-2phase-iddrop": {"id_dropout": "0.5"},
+    # the items left out get the ID vector predicted from their text (id_from_text), as cold items do at test time
+    "text+id-frozen-idtext": {**FROZEN, "id_dropout": "0.5", "id_from_text": "true"},
+    "text+id-frozen-idtext-p02": {**FROZEN, "id_dropout": "0.2", "id_from_text": "true"},
+    # no ID dropout: cold_loss trains the text-to-ID map alone, the warm model as without it
+    "text+id-frozen-coldmap": {**FROZEN, "id_from_text": "true"},
+    "text+id-lora-2phase-coldmap": {"id_from_text": "true"},
     "text-frozen": {
         **ONE_PHASE,
         "use_item_ids": "false",
@@ -144,7 +163,7 @@ def run_variant(name: str, dataset: str, seed: int, extra: list[str], cold: bool
     out = ROOT / "bench" / "runs" / kind / dataset / name / f"seed{seed}"
     cmd = [sys.executable, str(ROOT / "recipes" / "movielens.py"), "--config", str(BASE_RECIPE)]
     flags = {**VARIANTS[name], "dataset": dataset, "seed": str(seed), "output_dir": str(out), "resume": "false"}
-    flags.update({"disable_tqdm": "true", "save_total_limit": "1"})
+    flags.update({"disable_tqdm": "true", "save_total_limit": "1", "report_to": "none"})
     if cold:
         flags.update(COLD_FLAGS, prepared_dir=str(ROOT / "data" / "prepared" / f"{dataset}-cold"))
     elif "max_history" in flags:  # histories of another length: prepared apart, not over the default's folder

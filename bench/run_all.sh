@@ -32,4 +32,10 @@ else
   fi
 fi
 $PY bench/ctr.py --baselines-only
+# load and serving figures need a checkpoint of the make-train recipe (any length of training)
+if [ -f outputs/movielens-100k-lora/item_vectors.safetensors ]; then
+  $PY bench/serve.py --checkpoint outputs/movielens-100k-lora
+else
+  echo "serving benchmark skipped: no outputs/movielens-100k-lora (make train, or any short run of its recipe)"
+fi
 $PY bench/report.py

@@ -76,7 +76,7 @@ def step_timer(model, batches, loss_args, bf16: bool):
         start = time.perf_counter()
         with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
             outputs = model(**batch)
-            loss = sum(loss_fn(model, outputs, batch).values())
+            loss = loss_fn.total(loss_fn(model, outputs, batch))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

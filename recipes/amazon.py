@@ -10,29 +10,21 @@ then:
     python recipes/amazon.py --config recipes/amazon/config_lora.yaml --dataset amazon2018 \
         --data_dir data/raw/amazon2018 --category Video_Games --template amazon2018
 
-When the files are missing, it says exactly which files to put where.
+When the files are missing, it says exactly which files to put where and exits with status 2 (under
+``accelerate launch``, add ``-q`` so that the launcher adds no traceback of its own).
 """
 
-import logging
-import sys
-
-from recpipe.launch_config import end_process_group
+from recpipe.console import run_recipe
+from recpipe.errors import InvalidInputError
 from recpipe.parser import RecipeParser
 from recpipe.pipeline import run
 
 
 def main(data_args, model_args, training_args):
     if not data_args.dataset.startswith("amazon"):
-        raise ValueError(f"recipes/amazon.py reads Amazon reviews; got dataset {data_args.dataset!r}")
+        raise InvalidInputError(f"recipes/amazon.py reads Amazon reviews; got dataset {data_args.dataset!r}")
     return run(data_args, model_args, training_args)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        main(*RecipeParser().parse_recipe())
-        end_process_group()
-    except FileNotFoundError as e:
-        print(f"recipes/amazon.py: {e}", file=sys.stderr)
-        end_process_group(wait=False)
-        sys.exit(2)
+    run_recipe(main, RecipeParser())  # missing files: one line naming them, exit 2

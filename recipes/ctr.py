@@ -8,12 +8,9 @@ protocol, with an encoder cross-encoder or a causal LM with a yes/no verbalizer.
     python recipes/ctr.py --config recipes/ctr/config_causal_lm.yaml --train_shots 256
 """
 
-import logging
-
-from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRTrainingArguments
+from recpipe.console import run_recipe
 from recpipe.ctr.pipeline import run_ctr
-from recpipe.launch_config import end_process_group
-from recpipe.parser import RecipeParser
+from recpipe.parser import CTR_DATACLASSES, RecipeParser
 
 
 def main(data_args, model_args, training_args):
@@ -21,7 +18,4 @@ def main(data_args, model_args, training_args):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    parser = RecipeParser((CTRDataArguments, CTRModelArguments, CTRTrainingArguments))
-    main(*parser.parse_recipe())
-    end_process_group()
+    run_recipe(main, RecipeParser(CTR_DATACLASSES))

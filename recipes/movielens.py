@@ -6,9 +6,7 @@
     python recipes/movielens.py --config recipes/movielens/config_lora.yaml --max_steps 50 --mlm_weight 0
 """
 
-import logging
-
-from recpipe.launch_config import end_process_group
+from recpipe.console import run_recipe
 from recpipe.parser import RecipeParser
 from recpipe.pipeline import run
 
@@ -18,6 +16,4 @@ def main(data_args, model_args, training_args):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    main(*RecipeParser().parse_recipe())
-    end_process_group()
+    run_recipe(main, RecipeParser())

@@ -4,6 +4,7 @@ it, and the pieces both models take from it (backbone and MLM head, pooling, the
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from recpipe.convert_gguf import PACKAGED_SMOLLM2, resolve_causal_lm
 from recpipe.errors import InvalidInputError, MissingPackageError
 
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_model_path(name: str) -> str:
@@ -108,11 +111,41 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return hidden[:, 0] if pooling == "cls" else mean_pool(hidden, attention_mask)
 
 
+# Weights a pretrained model may lack on purpose when loaded for recpipe: an encoder saved without an MLM head
+# (all-MiniLM-L6-v2) gets a new head (trained, and saved in recpipe's checkpoints); its pooler is never used.
+HEAD_PREFIXES = ("cls.", "lm_head.", "predictions.")
+UNUSED_PREFIXES = ("pooler.", "bert.pooler.", "roberta.pooler.")
+
+
+def check_loading_info(name: str, info: dict) -> None:
+    """Say in one line which MLM-head weights start new (INFO: shown in training logs, where it matters), and warn
+    about any other missing weight, which would be a real problem."""
+    missing = list(info.get("missing_keys", ()))
+    head = sorted(k for k in missing if k.startswith(HEAD_PREFIXES))
+    other = sorted(k for k in missing if not k.startswith(HEAD_PREFIXES))
+    if head:
+        logger.info(
+            "%s has no trained MLM head: %d head tensors start new (%s); training fits them and recpipe "
+            "checkpoints keep them",
+            name,
+            len(head),
+            ", ".join(sorted({k.rsplit(".", 1)[0] for k in head})),
+        )
+    if other:
+        logger.warning("%s: weights missing from the pretrained files, newly initialised: %s", name, other)
+
+
 def load_masked_lm(config: BackboneConfig):
     """(``AutoModelForMaskedLM``, tokenizer) of ``config.model_name_or_path``, before any adapter."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+    from recpipe.console import quiet_model_loading
+
     path = resolve_model_path(config.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-    encoder = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    with quiet_model_loading():
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        encoder, info = AutoModelForMaskedLM.from_pretrained(
+            path, trust_remote_code=config.trust_remote_code, output_loading_info=True
+        )
+    check_loading_info(config.model_name_or_path, info)
     return encoder, tokenizer

@@ -5,6 +5,10 @@ named parts and logs each (averaged over the steps since the last log, as TRL an
 perplexity of a language-model part), adds AdaLoRA's orthogonality regulariser and rank allocation, puts some
 parameters on their own learning rate, and saves / loads recpipe checkpoints (trainable weights + model config).
 A task's trainer adds its loss and its evaluation.
+
+Faults it guards against: a checkpoint is written under a temporary name and renamed into place once whole (a kill or
+a full disk never leaves a partial ``checkpoint-N``), a run that had ended is not trained one step further when
+rerun, and a NaN or infinite loss part stops training before the update it would spread (naming the step and part).
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainerState, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from recpipe.checkpointing import last_complete_checkpoint, save_training_files
-from recpipe.errors import InvalidInputError
+from recpipe.atomic_files import is_out_of_space, remove, remove_if_empty, remove_leftovers, replace_dir
+from recpipe.checkpointing import STAGING_DIR, last_complete_checkpoint, run_has_ended, save_training_files
+from recpipe.errors import InvalidInputError, NonFiniteLossError, WriteFailedError
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
+from recpipe.tracking import wire_run_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,8 @@ class BaseTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         _bf16_without_gpu_means_cpu(self)
+        if self.run_name is None and self.output_dir:  # dashboards label the run by its folder's name
+            self.run_name = os.path.basename(os.path.normpath(self.output_dir))
         super().__post_init__()
         if not 0 < self.mlm_probability < 1:
             raise InvalidInputError("mlm_probability must lie in (0, 1)")
@@ -129,21 +139,35 @@ def create_optimizer_with_lrs(trainer: Trainer, model, lr_of: Callable[[str], fl
 
 
 # ---- the trainer ----
-# parts whose unweighted value is a token cross-entropy, and the argument holding their weight
-LM_PARTS = {"mlm_loss": "mlm_weight", "lm_loss": "lm_weight"}
+# loss parts that are a token cross-entropy (logged unweighted, so their perplexity is exp of the logged value)
+LM_PARTS = ("mlm_loss", "lm_loss")
 
 
 class BaseTrainer(Trainer):
     """The model must have a ``backbone`` (the pretrained LM, PEFT-wrapped or not, or None), ``save_pretrained(dir,
     extra_config=...)`` and ``load_trainable_weights(dir)``. ``extra_config`` is saved with every checkpoint."""
 
-    def __init__(self, *args, extra_config: dict | None = None, **kwargs):
+    # the scalar tags a task's dashboards compare runs by (TensorBoard's hparams table)
+    comparison_metrics: tuple[str, ...] = ()
+
+    def __init__(self, *args, extra_config: dict | None = None, run_config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_config = extra_config or {}
+        wire_run_tracking(self, run_config or {}, list(self.comparison_metrics))
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
+        self._staging_dir: str | None = None  # set while a checkpoint is being written (see _save_checkpoint)
         backbone = self.model.backbone
         if is_adalora(backbone):
             self.add_callback(AdaLoraCallback(backbone, start_step=self.encoder_start_step()))
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        # push_to_hub without a reachable Hub: one clear error at the start, not the HTTP client's traceback
+        from recpipe.hub import hub_errors, unreachable_for_training
+
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except hub_errors() as e:
+            raise unreachable_for_training(e) from None
 
     def encoder_start_step(self) -> int:
         """The optimizer step from which the backbone trains (0: from the start)."""
@@ -166,26 +190,54 @@ class BaseTrainer(Trainer):
         return self.optimizer
 
     # ---- loss parts ----
-    def sum_loss_parts(self, parts: dict[str, torch.Tensor], model) -> torch.Tensor:
+    def sum_loss_parts(
+        self, parts: dict[str, torch.Tensor], model, weights: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """Add AdaLoRA's orthogonality regulariser (``PeftModel.forward`` adds it to ``outputs.loss``, which our
-        losses never pass through), remember every part for the next training log, and return their sum."""
+        losses never pass through), remember every part *unweighted* for the next training log, and return the
+        weighted sum ``Σ weights[name] · part`` (a part without a weight counts once: ``orth_loss`` is logged as
+        added, already scaled by AdaLoRA's ``orth_reg_weight``). The weights are the run's ``*_weight`` arguments,
+        in its config."""
+        weights = weights or {}
         backbone = self.accelerator.unwrap_model(model).backbone
         if is_adalora(backbone) and self.encoder_phase():  # before its phase the backbone gets no gradient
             parts["orth_loss"] = adalora_orthogonal_loss(backbone)
         if model.training:
-            for name, value in parts.items():
-                self._loss_parts[name].append(value.detach().float().item())
-        return sum(parts.values())
+            values = {name: value.detach().float().item() for name, value in parts.items()}
+            self._stop_unless_finite(values)
+            for name, value in values.items():
+                self._loss_parts[name].append(value)
+        return sum(weights.get(name, 1.0) * value for name, value in parts.items())
+
+    def _stop_unless_finite(self, values: dict[str, float]) -> None:
+        """Raise before the backward pass when a loss part is NaN or infinite (on any process): one such step makes
+        every weight NaN, and the Trainer's logs would hide it (``logging_nan_inf_filter``)."""
+        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+        anywhere = bool(bad)
+        if self.args.world_size > 1:
+            flag = torch.tensor([float(anywhere)], device=self.args.device)
+            anywhere = bool(self.accelerator.reduce(flag, reduction="sum").item())
+        if not anywhere:
+            return
+        step = self.state.global_step + 1
+        what = ", ".join(f"{name} = {value}" for name, value in bad.items()) or "a loss part on another process"
+        others = ", ".join(f"{name} = {value:.4g}" for name, value in values.items() if name not in bad)
+        last = last_complete_checkpoint(self.args.output_dir)
+        raise NonFiniteLossError(
+            f"{getattr(self.args, 'stage', 'training')} step {step}: {what}"
+            + (f" (finite: {others})" if others else "")
+            + f". Training stopped before this step's update; last checkpoint: {last or 'none'}. Usual causes: a "
+            "learning rate too high, a temperature near 0, fp16 overflow (try bf16), empty or broken inputs"
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # loss parts are averaged into the training logs; evaluation logs carry the evaluation's metrics only
         if not any(k.startswith("eval_") for k in logs):
             for name, values in self._loss_parts.items():
                 logs[name] = sum(values) / len(values)
-            for part, weight_name in LM_PARTS.items():
-                value, weight = logs.get(part), getattr(self.args, weight_name, 0.0)
-                if value is not None and weight > 0:
-                    logs["perplexity"] = math.exp(min(value / weight, 50.0))
+            for part in LM_PARTS:
+                if part in logs:  # the part is the token cross-entropy itself: its perplexity is exp of it
+                    logs["perplexity"] = math.exp(min(logs[part], 50.0))
             self._loss_parts.clear()
         super().log(logs, start_time)
 
@@ -200,14 +252,31 @@ class BaseTrainer(Trainer):
         """Train (resuming from the last complete checkpoint in ``output_dir`` unless ``resume`` is off), then save
         the final model, the training metrics and the trainer state there."""
         last = last_complete_checkpoint(self.args.output_dir) if self.args.resume else None
-        if last:
-            logger.info("resuming from %s", last)
-        result = self.train(resume_from_checkpoint=last)
-        self.log_metrics("train", result.metrics)
-        self.save_metrics("train", result.metrics)
+        if self.args.should_save:  # what killed saves left: never taken for a checkpoint, only in the way
+            remove(os.path.join(self.args.output_dir, STAGING_DIR))
+            remove_leftovers(self.args.output_dir)
+        if last and run_has_ended(last, self.args.max_steps):
+            logger.info("%s ended the run: nothing left to train", last)
+            metrics = self._restore_ended_run(last)
+        else:
+            if last:
+                logger.info("resuming from %s", last)
+            metrics = self.train(resume_from_checkpoint=last).metrics
+        self.log_metrics("train", metrics)
+        self.save_metrics("train", metrics)
         self.save_model(self.args.output_dir)
         self.save_state()
-        return result
+        return metrics
+
+    def _restore_ended_run(self, checkpoint: str) -> dict[str, float]:
+        """Leave the trainer as ``train`` left it when the run ended at ``checkpoint`` (the best model loaded if
+        asked); ``Trainer.train`` resumed there would take one optimizer step past ``max_steps``."""
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        self._load_from_checkpoint(checkpoint)
+        best = self.state.best_model_checkpoint
+        if self.args.load_best_model_at_end and best and os.path.isdir(best):
+            self._load_best_model()
+        return {"epoch": self.state.epoch, "train_steps_this_launch": 0}
 
     # ---- checkpoints: trainable weights + model config, and the training files ----
     def save_extra_state(self, output_dir: str) -> None:
@@ -224,6 +293,47 @@ class BaseTrainer(Trainer):
         self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, extra_config=self.extra_config)
         self.save_extra_state(output_dir)
         save_training_files(self, output_dir)
+
+    def _get_output_dir(self, trial) -> str:
+        # while a checkpoint is being written, the Trainer writes it under the staging folder (see _save_checkpoint)
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Write ``checkpoint-N`` under ``.incomplete/`` and rename it into place once every process has written its
+        part, so a folder named ``checkpoint-N`` is always whole. A failed write (a full disk) removes the partial
+        folder and leaves the earlier checkpoints as they were."""
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = os.path.join(run_dir, STAGING_DIR)
+        staged, final = os.path.join(staging, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            remove(staged)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as e:
+            remove(staged)
+            remove_if_empty(staging)
+            if isinstance(e, OSError) or is_out_of_space(e):
+                last = last_complete_checkpoint(run_dir)
+                fix = "free some space" if is_out_of_space(e) else "fix the cause"
+                raise WriteFailedError(
+                    f"could not write {final} ({e}); nothing of it was kept. The earlier checkpoints are intact "
+                    f"(the last: {last or 'none'}): {fix} and run the same command again to resume"
+                ) from e
+            raise
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if self.state.best_model_checkpoint == staged:  # the Trainer saw the best checkpoint under its staged name
+                self.state.best_model_checkpoint = final
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+            replace_dir(staged, final)
+            remove_if_empty(staging)
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model or self.accelerator.unwrap_model(self.model)

@@ -17,14 +17,16 @@ from recpipe.collators import tokenize_items
 from recpipe.data import load_prepared
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split, item_popularity, item_vectors, user_vectors
+from recpipe.inference_files import known_users, write_inference_files
 from recpipe.modeling import load_checkpoint
+from recpipe.recommender import resolve_prepared_dir
 from recpipe.robustness import log_to_wandb, robustness_report, write_robustness
 
 
 def load_for_evaluation(checkpoint, prepared_dir=None):
     """(model, tokenizer, checkpoint config, prepared DatasetDict, tokenized item text, training arguments)."""
     model, tokenizer, config = load_checkpoint(checkpoint)
-    dd, _ = load_prepared(prepared_dir or config["data_args"]["prepared_dir"])
+    dd, _ = load_prepared(resolve_prepared_dir(config, Path(checkpoint), prepared_dir))
     texts = list(dd["items"]["text"])
     tokens = tokenize_items(texts, tokenizer, model.model_config.max_text_length) if tokenizer else None
     args_path = Path(checkpoint) / "training_args.json"
@@ -54,11 +56,15 @@ def evaluate_checkpoint(checkpoint, split: str = "test", prepared_dir=None, outp
 
 
 def export_embeddings(checkpoint, output_dir=None, prepared_dir=None) -> Path:
-    """Item and known-user embeddings as Parquet and NumPy (a user = the state after their whole known sequence)."""
+    """Item and known-user embeddings as Parquet and NumPy (a user = the state after their whole known sequence),
+    and beside the checkpoint what serving needs (catalogue, known users, item vectors, FAISS index:
+    ``recpipe.inference_files``), so that ``recommend`` and ``serve`` start without re-encoding the catalogue."""
     model, _, _, dd, tokens, _ = load_for_evaluation(checkpoint, prepared_dir)
     out = Path(output_dir or Path(checkpoint) / "embeddings")
     out.mkdir(parents=True, exist_ok=True)
     table = item_vectors(model, tokens, progress=True)
+    items_cols = {k: list(dd["items"][k]) for k in ("item_id", "title", "text")}
+    written = write_inference_files(checkpoint, items_cols, known_users(dd["test"], model.max_history), table)
     items = table[1:].float().numpy()
     np.save(out / "item_embeddings.npy", items)
     pd.DataFrame(
@@ -73,6 +79,7 @@ def export_embeddings(checkpoint, output_dir=None, prepared_dir=None) -> Path:
         out / "user_embeddings.parquet"
     )
     print(f"{len(items):,} item and {len(users):,} user embeddings (dim {items.shape[1]}) written to {out}")
+    print(f"catalogue, item vectors and FAISS index for serving: {', '.join(str(p) for p in written)}")
     return out
 
 

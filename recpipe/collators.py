@@ -2,7 +2,8 @@
 
 Both pick the batch's "fresh" items — deduplicated, at most ``max_fresh_items`` — whose text is re-encoded with
 gradient in this step, trimmed to their longest text (dynamic padding) and masked for MLM by
-``DataCollatorForLanguageModeling``. Every other item vector comes from the model's cache.
+``DataCollatorForLanguageModeling`` (a masked copy beside the unmasked text, or in place). Every other item vector
+comes from the model's cache.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class FreshItemEncoder:
     mlm_collator: DataCollatorForLanguageModeling | None
     max_fresh_items: int
     seed: int = 0
+    # the masked text goes to ``fresh_mlm_input_ids`` and the item vectors come from the unmasked ``fresh_input_ids``
+    mlm_on_copy: bool = False
 
     def __call__(self, items: torch.Tensor, batch: dict) -> torch.Tensor:
         """Pick fresh items among ``items`` (unique, > 0) and add their inputs to ``batch``; returns them.
@@ -111,16 +114,19 @@ class FreshItemEncoder:
         ids = self.tokenized["input_ids"][rows, :width].clone()
         batch["fresh_items"] = items
         batch["fresh_attention_mask"] = mask[:, :width]
+        batch["fresh_input_ids"] = ids
         if self.mlm_collator is not None:
             offsets = self.tokenized.get("offset_mapping")
             special = self.tokenized["special_tokens_mask"][rows, :width]
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(batch_seed)
-                ids, labels = self.mlm_collator.torch_mask_tokens(
-                    ids, special_tokens_mask=special, offset_mapping=None if offsets is None else offsets[rows, :width]
+                masked, labels = self.mlm_collator.torch_mask_tokens(
+                    ids.clone(),
+                    special_tokens_mask=special,
+                    offset_mapping=None if offsets is None else offsets[rows, :width],
                 )
+            batch["fresh_mlm_input_ids" if self.mlm_on_copy else "fresh_input_ids"] = masked
             batch["fresh_labels"] = labels
-        batch["fresh_input_ids"] = ids
         return items
 
 

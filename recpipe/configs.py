@@ -7,12 +7,14 @@ line; ``RecModelConfig`` holds only what rebuilds the model, so a flag can be re
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from recpipe.backbone import PACKAGED_MINILM, BackboneConfig
 from recpipe.base import BaseModelArguments, BaseTrainingArguments
+from recpipe.data import default_template
 from recpipe.data.prepare import PrepareConfig
 from recpipe.errors import InvalidInputError
 
@@ -27,12 +29,49 @@ class DataArguments(PrepareConfig):
     prepared_dir: str | None = field(
         default=None, metadata={"help": "Where the prepared DatasetDict lives (default: data/prepared/<dataset>)."}
     )
+    template: str | None = field(
+        default=None,
+        metadata={"help": "Item text template (default: the dataset's own; auto for generic: every text column)."},
+    )
+    interactions: str | None = field(
+        default=None, metadata={"help": "generic: the interactions file (csv/tsv/jsonl/parquet)."}
+    )
+    items: str | None = field(default=None, metadata={"help": "generic: the items file (their text columns)."})
+    columns: str | None = field(
+        default=None,
+        metadata={"help": 'generic: JSON map of canonical to file column names, e.g. {"user_id": "uid"}.'},
+    )
+    item_text_fields: list[str] | None = field(
+        default=None, metadata={"help": "generic: only these item columns make the item text (default: all)."}
+    )
 
     def __post_init__(self):
+        if self.template is None:
+            self.template = default_template(self.dataset)
+        if isinstance(self.columns, str):  # from the command line; a recipe may give a mapping
+            try:
+                self.columns = json.loads(self.columns)
+            except json.JSONDecodeError as e:
+                raise InvalidInputError(f"columns is not JSON ({e.msg}): {self.columns!r}") from None
+        generic = self.interactions or self.items or self.columns or self.item_text_fields
+        if generic and self.dataset != "generic":
+            raise InvalidInputError("interactions, items, columns and item_text_fields are for dataset: generic")
         super().__post_init__()
         if self.prepared_dir is None:
             suffix = f"-{self.category}" if self.category else ""
             self.prepared_dir = os.path.join("data", "prepared", f"{self.dataset}{suffix}")
+
+    def generic_files(self) -> dict:
+        """``recpipe.data.generic.read_generic``'s arguments for ``dataset: generic`` (empty for the others)."""
+        if self.dataset != "generic":
+            return {}
+        files = {
+            "interactions_path": self.interactions,
+            "items_path": self.items,
+            "columns": self.columns,
+            "item_text_fields": self.item_text_fields,
+        }
+        return {k: v for k, v in files.items() if v is not None}
 
 
 @dataclass
@@ -53,6 +92,21 @@ class ModelArguments(BaseModelArguments):
     user_layers: int = field(default=2, metadata={"help": "Layers of the causal user tower."})
     user_heads: int = field(default=2, metadata={"help": "Attention heads of the user tower."})
     user_dropout: float = field(default=0.2, metadata={"help": "Dropout in the user tower and on item vectors."})
+    id_from_text: bool = field(
+        default=False,
+        metadata={
+            "help": "Hybrid models: an item without a trained ID vector (never seen in training, added later, or left "
+            "out by id_dropout) gets one predicted from its text by a learned linear map, trained by cold_loss "
+            "(cold_weight) and through the rec loss on the items id_dropout leaves out."
+        },
+    )
+    id_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hybrid models: probability that an item's ID vector is left out of a training step, so that its "
+            "text vector alone must rank it, as it must for items never seen in training (cold start)."
+        },
+    )
     user_ffn_size: int | None = field(
         default=None, metadata={"help": "Feed-forward width of the user tower's layers (default: 2 x hidden_size)."}
     )
@@ -71,6 +125,10 @@ class ModelArguments(BaseModelArguments):
     def __post_init__(self):
         if not self.use_text and not self.use_item_ids:
             raise InvalidInputError("at least one of use_text and use_item_ids must be true")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise InvalidInputError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if (self.id_dropout > 0 or self.id_from_text) and not (self.use_text and self.use_item_ids):
+            raise InvalidInputError("id_dropout and id_from_text need a hybrid model (use_text and use_item_ids)")
 
 
 @dataclass(kw_only=True)
@@ -86,6 +144,8 @@ class RecModelConfig(BackboneConfig):
     user_layers: int = 2
     user_heads: int = 2
     user_dropout: float = 0.2  # user tower and item vectors
+    id_dropout: float = 0.0  # training: an item's ID vector left out with this probability (text alone ranks it)
+    id_from_text: bool = False  # items without a trained ID vector get one predicted from their text
     user_ffn_size: int | None = None  # default 2 x hidden_size
     init_std: float = 0.02  # normal init of every tower weight
     max_text_length: int = 32  # tokens per item text
@@ -100,7 +160,7 @@ STAGES = ("pretrain", "finetune", "evaluate", "export", "robustness")
 class RecTrainingArguments(BaseTrainingArguments):
     """``TrainingArguments`` plus the combined loss, negatives, item-vector cache and evaluation protocol."""
 
-    loss_weight_names = ("rec_weight", "mlm_weight", "rel_weight", "adv_weight")
+    loss_weight_names = ("rec_weight", "mlm_weight", "rel_weight", "cold_weight", "adv_weight")
 
     stages: list[str] = field(
         default_factory=lambda: ["finetune"],
@@ -136,7 +196,22 @@ class RecTrainingArguments(BaseTrainingArguments):
     )
     rec_weight: float = field(default=1.0, metadata={"help": "Weight of the recommendation loss."})
     rel_weight: float = field(default=0.0, metadata={"help": "λ_rel: weight of the item-relation InfoNCE loss."})
+    cold_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "λ_cold: weight of cold_loss, the error of the ID vectors id_from_text predicts from the batch's "
+            "item texts against their trained ones; it trains only that map. Applies when id_from_text is on."
+        },
+    )
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
+    mlm_on_copy: bool = field(
+        default=True,
+        metadata={
+            "help": "Item vectors from the unmasked text, the MLM part from a masked copy (a second encoder pass over "
+            "the fresh items); false: one pass over the masked text, whose vectors then differ from the unmasked "
+            "ones used at evaluation and serving."
+        },
+    )
     temperature: float = field(
         default=1.0, metadata={"help": "Softmax temperature (1.0 for dot product, ~0.05 for cosine)."}
     )

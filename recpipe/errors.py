@@ -1,4 +1,5 @@
-"""Errors in what the user gave — a file, a flag, a recipe key, an item name — as opposed to bugs.
+"""Errors in what the user gave — a file, a flag, a recipe key, an item name — or in the machine it runs on (a full
+disk), as opposed to bugs.
 
 The ``recpipe`` command turns a ``UserError`` into one clear line and exit status 2; any other exception keeps its
 traceback. Each subclass is also the built-in exception it refines, so ``except ValueError`` (and the like) still
@@ -27,3 +28,19 @@ class UnknownNameError(UserError, KeyError):
 
 class MissingPackageError(UserError, ImportError):
     """An optional package that the requested model or data needs is not installed."""
+
+
+class ChangedSettingsError(InvalidInputError):
+    """An output folder holds a run with other settings than the ones given: resuming it would mix the two."""
+
+
+class CorruptFileError(UserError, ValueError):
+    """A file recpipe wrote earlier (checkpoint weights, config) is truncated or damaged."""
+
+
+class WriteFailedError(UserError, OSError):
+    """The machine could not store what recpipe wrote (a full disk, a quota); what was written before is intact."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """A loss part became NaN or infinite; training stopped before the optimizer step that would spread it."""

@@ -1,6 +1,7 @@
-"""Losses as ``nn.Module``s; ``CombinedLoss`` returns the named, weighted parts that ``RecTrainer`` sums and logs:
+"""Losses as ``nn.Module``s; ``CombinedLoss`` returns the named parts, unweighted, and their weights
+(``CombinedLoss.weights``, the run's ``*_weight`` arguments); ``RecTrainer`` logs each part as it is and sums
 
-L = w_rec·L_rec + λ_mlm·L_mlm + λ_rel·L_rel (+ AdaLoRA's orthogonality regulariser)
+L = w_rec·L_rec + λ_mlm·L_mlm + λ_rel·L_rel + λ_cold·L_cold (+ AdaLoRA's orthogonality regulariser)
 """
 
 from __future__ import annotations
@@ -83,11 +84,17 @@ class ItemRelationLoss(nn.Module):
 
 
 class CombinedLoss(nn.Module):
-    """Computes every part the batch allows and returns them weighted, by name."""
+    """Computes every part the batch allows (and whose weight is not 0) and returns them unweighted, by name;
+    ``total(parts)`` is the weighted sum."""
 
     def __init__(self, args, popularity: torch.Tensor | None = None):
         super().__init__()
-        self.weights = {"rec_loss": args.rec_weight, "mlm_loss": args.mlm_weight, "rel_loss": args.rel_weight}
+        self.weights = {
+            "rec_loss": args.rec_weight,
+            "mlm_loss": args.mlm_weight,
+            "rel_loss": args.rel_weight,
+            "cold_loss": args.cold_weight,
+        }
         self.rec = SoftmaxRecLoss(args.temperature, args.negatives, args.num_negatives, args.logq_correction)
         self.rel = ItemRelationLoss(args.rel_temperature)
         self.register_buffer("popularity", popularity, persistent=False)
@@ -103,6 +110,25 @@ class CombinedLoss(nn.Module):
         if outputs.get("fresh_pooled") is not None and self.weights["rel_loss"] > 0:
             vectors = model.projection(outputs["fresh_pooled"])
             parts["rel_loss"] = self.rel(vectors, batch["rel_pairs"])
+        if "user_states" in outputs and getattr(model, "id_from_text", None) is not None and self.weights["cold_loss"]:
+            parts["cold_loss"] = self.cold_start_loss(model, outputs, batch)
         if not parts:
             raise InvalidInputError("no loss part applies to this batch: check the loss weights and the stage")
-        return {name: self.weights[name] * value for name, value in parts.items()}
+        return parts
+
+    def cold_start_loss(self, model, outputs: dict, batch: dict) -> torch.Tensor:
+        """Teach ``id_from_text`` the trained ID vectors of the batch's target items from their text (mean squared
+        error against the detached ID vectors): a cold item then scores as a warm item with that text would, on the
+        warm items' scale. Only the map learns from it, so the warm model trains as without it (up to the
+        gradient-norm clipping they share).
+
+        Ranking losses were tried first and fail by construction: with the positive always a predicted vector, the
+        map learns that "predicted" means "target" and lifts every predicted vector above the warm ones (valid
+        NDCG@10 near 0 at step 200)."""
+        targets = torch.unique(batch["target_items"])
+        targets = targets[(targets > 0) & (model.id_gate[targets] > 0)]
+        predicted = model.id_from_text(model.text_cache.detach()[targets])
+        return F.mse_loss(predicted.float(), model.id_embedding.weight.detach()[targets].float())
+
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.weights[name] * value for name, value in parts.items())

@@ -21,9 +21,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool
-from recpipe.checkpointing import TrainableWeightsMixin, read_checkpoint_config
+from recpipe.checkpointing import TrainableWeightsMixin, config_from_checkpoint
 from recpipe.configs import RecModelConfig
+from recpipe.console import quiet_model_loading
 from recpipe.peft_utils import apply_peft
+from recpipe.user_tower import UserTower
 
 CONFIG_NAME = "recpipe_config.json"
 
@@ -62,40 +64,6 @@ def init_tower_weights(module: nn.Module, std: float = 0.02) -> None:
             module.in_proj_bias.zero_()
 
 
-class UserTower(nn.Module):
-    """Causal transformer over item vectors; the state at position t summarises the history up to item t.
-
-    Sequences are right-padded, so every query position has at least position 0 to attend to (left padding with a
-    causal mask leaves padded rows with nothing to attend to, and NaN).
-    """
-
-    def __init__(self, dim: int, max_len: int, layers: int, heads: int, dropout: float, ffn_size: int | None = None):
-        super().__init__()
-        self.positions = nn.Embedding(max_len, dim)
-        self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            dim_feedforward=ffn_size or 2 * dim,
-            dropout=dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, item_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        length = item_vectors.shape[1]
-        if length > self.positions.num_embeddings:
-            raise ValueError(f"history of {length} items is longer than max_history={self.positions.num_embeddings}")
-        pos = torch.arange(length, device=item_vectors.device)
-        x = self.dropout(item_vectors + self.positions(pos))
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=x.device), diagonal=1)
-        x = self.encoder(x, mask=causal, src_key_padding_mask=~mask, is_causal=True)
-        return self.norm(x)
-
-
 class ItemRows:
     """Item vectors computed on lookup: ``rows[index]`` equals ``model.item_table(fresh_items, fresh_pooled)[index]``
     (the fresh items' rows carry gradient) without projecting the whole text cache or reading the whole ID table."""
@@ -103,12 +71,14 @@ class ItemRows:
     def __init__(self, model: RecModel, fresh_items: torch.Tensor | None, fresh_pooled: torch.Tensor | None):
         self.model = model
         self.fresh = None
+        # one ID-dropout draw per step, as item_table makes, however many lookups the step does
+        self.id_gate = model.step_id_gate() if model.id_embedding is not None else None
         if model.model_config.use_text and fresh_items is not None and fresh_items.numel():
             self.sorted_fresh, order = fresh_items.sort()
             self.fresh = fresh_pooled[order]
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        model, parts = self.model, []
+        model, parts, text = self.model, [], None
         if model.model_config.use_text:
             text = model.text_cache[index]
             if self.fresh is not None:
@@ -117,7 +87,7 @@ class ItemRows:
                 text = torch.where(hit[..., None], self.fresh[pos].to(text.dtype), text)
             parts.append(model.projection(text))
         if model.id_embedding is not None:
-            parts.append(model.id_embedding(index))
+            parts.append(model.id_vectors(text, index, self.id_gate))
         return sum(parts)
 
 
@@ -140,11 +110,20 @@ class RecModel(TrainableWeightsMixin, nn.Module):
             # Pooled encoder states of every catalogue item (row 0: padding); refreshed by the trainer.
             self.register_buffer("text_cache", torch.zeros(config.num_items + 1, text_dim), persistent=False)
         self.id_embedding = nn.Embedding(config.num_items + 1, dim, padding_idx=0) if config.use_item_ids else None
+        if self.id_embedding is not None:
+            # 1 for items whose ID vector may train (set by ``restrict_ids_to``); the others score by text alone
+            self.register_buffer("id_gate", torch.ones(config.num_items + 1), persistent=False)
         self.item_dropout = nn.Dropout(config.user_dropout)
         self.user_tower = UserTower(
             dim, config.max_history, config.user_layers, config.user_heads, config.user_dropout, config.user_ffn_size
         )
         self.init_weights()
+        # the ID vector an item without one would have, predicted from its text (cold start); made after the other
+        # weights are drawn, so that they start as they would without it
+        self.id_from_text = None
+        if config.use_text and config.id_from_text:
+            self.id_from_text = nn.Linear(text_dim, dim)
+            self.id_from_text.apply(lambda m: init_tower_weights(m, config.init_std))
 
     def init_weights(self) -> None:
         """Initialise every parameter the towers create by one policy (``init_tower_weights``); the pretrained
@@ -152,6 +131,48 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         for name, child in self.named_children():
             if name != "encoder":
                 child.apply(lambda m: init_tower_weights(m, self.model_config.init_std))
+
+    @torch.no_grad()
+    def restrict_ids_to(self, trained: torch.Tensor) -> None:
+        """Give an ID vector only to the items of ``trained`` (a mask over the catalogue, row 0 padding): the rows
+        of the others are zeroed and, gated off, never get a gradient, so an item never seen in training (cold
+        start) is scored by its text vector alone instead of by a random, untrained ID vector."""
+        if self.id_embedding is None:
+            return
+        gate = trained.to(self.id_gate.device, self.id_gate.dtype)
+        self.id_gate.copy_(gate)
+        self.id_embedding.weight.mul_(gate[:, None].to(self.id_embedding.weight.dtype))
+
+    def step_id_gate(self) -> torch.Tensor:
+        """The ID gate of one step: ``restrict_ids_to``'s, with each item's ID left out with probability
+        ``id_dropout`` in training (no rescaling: at eval a warm item has its whole ID vector)."""
+        gate = self.id_gate
+        if self.training and self.model_config.id_dropout > 0:
+            gate = gate * (torch.rand_like(gate) >= self.model_config.id_dropout)
+        return gate
+
+    def id_vectors(
+        self, text: torch.Tensor | None = None, index: torch.Tensor | None = None, gate: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The ID part of the vectors of items ``index`` (every item when None), gated by ``gate`` (a fresh
+        ``step_id_gate`` when None). With ``id_from_text`` an item left without one gets the ID vector predicted
+        from its pooled ``text`` (the rows of ``index``)."""
+        gate = self.step_id_gate() if gate is None else gate
+        fill = 1.0 - gate
+        fill[0] = 0.0  # padding stays zero
+        weight = self.id_embedding.weight
+        if index is not None:
+            gate, fill, weight = gate[index], fill[index], self.id_embedding(index)
+        ids = weight * gate[..., None].to(weight.dtype)
+        if self.id_from_text is not None and text is not None:
+            ids = ids + fill[..., None].to(weight.dtype) * self.id_from_text(text)
+        return ids
+
+    def text_only_vectors(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Item vectors of items known by their text alone (added after training): the projected text, plus the ID
+        vector predicted from it under ``id_from_text``."""
+        vectors = self.projection(pooled)
+        return vectors + self.id_from_text(pooled) if self.id_from_text is not None else vectors
 
     @property
     def backbone(self) -> nn.Module | None:
@@ -195,7 +216,7 @@ class RecModel(TrainableWeightsMixin, nn.Module):
                 text = text.index_put((fresh_items,), fresh_pooled.to(text.dtype))
             parts.append(self.projection(text))
         if self.id_embedding is not None:
-            parts.append(self.id_embedding.weight)
+            parts.append(self.id_vectors(text))
         return sum(parts)
 
     def item_rows(self, fresh_items: torch.Tensor | None = None, fresh_pooled: torch.Tensor | None = None):
@@ -268,9 +289,12 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         out: dict[str, torch.Tensor | None] = {"mlm_loss": None, "fresh_pooled": None}
         fresh = batch.get("fresh_items")
         if self.model_config.use_text and fresh is not None and fresh.numel():
-            out["fresh_pooled"], out["mlm_loss"] = self.encode_text(
-                batch["fresh_input_ids"], batch["fresh_attention_mask"], batch.get("fresh_labels")
-            )
+            mask, labels = batch["fresh_attention_mask"], batch.get("fresh_labels")
+            if "fresh_mlm_input_ids" in batch:  # vectors from the unmasked text, MLM from its masked copy
+                out["fresh_pooled"], _ = self.encode_text(batch["fresh_input_ids"], mask)
+                _, out["mlm_loss"] = self.encode_text(batch["fresh_mlm_input_ids"], mask, labels)
+            else:
+                out["fresh_pooled"], out["mlm_loss"] = self.encode_text(batch["fresh_input_ids"], mask, labels)
         if "input_items" in batch:
             table = (self.item_table if all_items else self.item_rows)(fresh, out["fresh_pooled"])
             out["item_table"] = table
@@ -283,15 +307,19 @@ def build_model(config: RecModelConfig, total_steps: int | None = None):
     encoder = tokenizer = None
     if config.use_text:
         encoder, tokenizer = load_masked_lm(config)
-        encoder = apply_peft(encoder, config, total_steps)
+        with quiet_model_loading():  # peft's deprecation warnings about transformers
+            encoder = apply_peft(encoder, config, total_steps)
     return RecModel(config, encoder), tokenizer
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike) -> tuple[RecModel, object, dict]:
     """Rebuild a model from a recpipe checkpoint (base encoder + saved adapters/heads/towers), in eval mode.
     Returns (model, tokenizer, the checkpoint's config JSON)."""
-    saved = read_checkpoint_config(checkpoint_dir, CONFIG_NAME, "recpipe")
-    model, tokenizer = build_model(RecModelConfig.from_checkpoint(saved))
+    config, saved = config_from_checkpoint(checkpoint_dir, CONFIG_NAME, "recpipe", RecModelConfig)
+    model, tokenizer = build_model(config)
     model.load_trainable_weights(checkpoint_dir)
+    if model.id_embedding is not None:
+        # an item never trained on kept an all-zero ID row (``restrict_ids_to``): the gate is read back from it
+        model.restrict_ids_to(model.id_embedding.weight.detach().abs().sum(1) > 0)
     model.eval()
     return model, tokenizer, saved

@@ -1,6 +1,7 @@
 """Recipes: a YAML file gives the defaults, command-line flags override them, unknown keys are errors.
 
-An ``env:`` block in the YAML sets environment variables (e.g. ``WANDB_PROJECT``) before anything else runs.
+An ``env:`` block in the YAML sets environment variables (e.g. ``WANDB_PROJECT``) before anything else runs; a
+variable already set in the shell wins (``WANDB_PROJECT=mine make train``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class RecipeParser(HfArgumentParser):
         if not isinstance(config, dict):
             raise InvalidInputError(f"{path}: a recipe is a mapping of keys to values")
         for key, value in (config.pop("env", None) or {}).items():
-            os.environ[key] = str(value)
+            os.environ.setdefault(key, str(value))
         known = {f.name for cls in self.dataclass_types for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -53,3 +54,23 @@ class RecipeParser(HfArgumentParser):
         for action in self._actions:
             if action.dest in config:
                 action.required = False
+
+
+def train_help_parser() -> RecipeParser:
+    """``recpipe train --help``: every key a recipe (or a flag) may set, grouped by data, model and training."""
+    groups = ("data arguments", "model and PEFT arguments", "training arguments (TrainingArguments + recpipe)")
+    for cls, name in zip(DATACLASSES, groups):
+        cls._argument_group_name = name  # HfArgumentParser puts each dataclass's flags under this heading
+    try:
+        parser = RecipeParser(
+            prog="recpipe train",
+            usage="recpipe train --config RECIPE.yaml [--flag value ...]",
+            description="Train from a YAML recipe (recipes/*/config_*.yaml). Every key of a recipe is one of the "
+            "flags below; flags given on the command line override the recipe's values. Both spellings work: "
+            "--max_steps and --max-steps.",
+        )
+        parser.add_argument("--config", metavar="RECIPE.yaml", help="the recipe whose keys are the defaults")
+        return parser
+    finally:
+        for cls in DATACLASSES:
+            del cls._argument_group_name

@@ -26,31 +26,50 @@ from recpipe.collators import (
     tokenize_items,
 )
 from recpipe.configs import DataArguments, ModelArguments, RecModelConfig, RecTrainingArguments
-from recpipe.data import current_stats, load_prepared, load_source, prepare, source_key
+from recpipe.console import parameter_summary
+from recpipe.data import current_stats, load_prepared, load_source, prepare, prepare_lock, source_key
 from recpipe.data.prepare import PrepareConfig
+from recpipe.data.summary import stats_lines
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split, item_popularity, item_vectors
+from recpipe.inference_files import known_users, write_inference_files
 from recpipe.model_card import write_model_card
 from recpipe.modeling import build_model
 from recpipe.report import write_report
 from recpipe.robustness import RobustnessConfig, mean_drop
-from recpipe.tracking import configure_wandb, finish_wandb, log_example_recommendations
+from recpipe.run_settings import claim_output_dir, run_settings
+from recpipe.tracking import configure_wandb, finish_wandb, log_example_recommendations, run_config
 from recpipe.trainer import RecTrainer
 
 logger = logging.getLogger(__name__)
+
+TRAINING_STAGES = ("pretrain", "finetune")
 
 
 def prepared_data(data_args: DataArguments, training_args: RecTrainingArguments):
     """Load the prepared dataset, preparing it first (on the main process) unless it is current
     (``recpipe.data.current_stats``: the same configuration and the same source)."""
     cfg = PrepareConfig(**{f.name: getattr(data_args, f.name) for f in dataclasses.fields(PrepareConfig)})
-    source = source_key(data_args.dataset, data_args.data_dir, data_args.category)
+    generic = data_args.generic_files()
+    source = source_key(data_args.dataset, data_args.data_dir, data_args.category, **generic)
     with training_args.main_process_first(desc="preparing data"):
-        stale = current_stats(data_args.prepared_dir, cfg, source) is None
-        if stale and training_args.process_index == 0:
-            tables = load_source(data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record)
-            prepare(tables, cfg, data_args.prepared_dir, source=source)
-    return load_prepared(data_args.prepared_dir)
+        if training_args.process_index == 0:
+            with prepare_lock(data_args.prepared_dir):  # another launch preparing the same folder goes first
+                if current_stats(data_args.prepared_dir, cfg, source) is None:
+                    if data_args.dataset == "generic" and "interactions_path" not in generic:
+                        raise InvalidInputError(
+                            f"{data_args.prepared_dir} holds no data prepared with this recipe's settings; for "
+                            "dataset: generic give interactions (and items) so that it can be prepared, or prepare "
+                            "it with `recpipe data prepare --dataset generic ...` and the same settings"
+                        )
+                    tables = load_source(
+                        data_args.dataset, data_args.data_dir, data_args.category, cfg.on_bad_record, **generic
+                    )
+                    prepare(tables, cfg, data_args.prepared_dir, source=source)
+    dd, stats = load_prepared(data_args.prepared_dir)
+    if training_args.process_index == 0:
+        logger.info("data (%s):\n%s", data_args.prepared_dir, "\n".join(stats_lines(stats)))
+    return dd, stats
 
 
 def train_stage(stage, data_args, model_args, training_args, dd, stats, init_from: str | None = None):
@@ -71,10 +90,10 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
     if init_from:
         model.load_trainable_weights(init_from)
         logger.info("initialised from %s", init_from)
-    if model.encoder is not None and hasattr(model.encoder, "print_trainable_parameters"):
-        model.encoder.print_trainable_parameters()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("trainable parameters: %s of %s", f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}")
+    popularity = item_popularity(dd["train"], num_items)
+    model.restrict_ids_to(popularity > 0)  # items never trained on (cold start) keep no ID vector
+    if args.process_index == 0:
+        logger.info("%s: %s", stage, parameter_summary(model))
 
     item_tokens = tokenize_items(texts, tokenizer, config.max_text_length) if tokenizer is not None else None
     use_fresh = config.use_text and not config.freeze_encoder
@@ -83,6 +102,7 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
         mlm_collator(tokenizer, args, args.whole_word_masking),
         args.max_fresh_items,
         seed=args.seed,
+        mlm_on_copy=args.mlm_on_copy,
     )
     collator = PairCollator(fresh) if stage == "pretrain" else SequenceCollator(fresh)
     use_wandb = configure_wandb(args.report_to)
@@ -91,6 +111,7 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience))
     extra_config = {
         "data_args": dataclasses.asdict(data_args),
+        "prepared_dir_absolute": os.path.abspath(data_args.prepared_dir),
         "stage": stage,
         "data_stats": stats,
         "num_processes": args.world_size,
@@ -104,8 +125,9 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
         processing_class=tokenizer,
         callbacks=callbacks,
         item_tokens=item_tokens,
-        popularity=item_popularity(dd["train"], num_items),
+        popularity=popularity,
         extra_config=extra_config,
+        run_config=run_config(data_args, model_args, stats, task="retrieval", stage=stage),
     )
     trainer.train_and_save()
     if stage == "pretrain":
@@ -130,9 +152,13 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
             )
     test_metrics["test_exclude_history"] = float(args.exclude_history)
     trainer.log(dict(test_metrics))
-    if use_wandb and trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():
+        # the test evaluation left the cache fresh: these are the vectors it ranked with
         table = item_vectors(model, item_tokens, refresh=False)
-        log_example_recommendations(model, dd["test"], dd["items"], table)
+        items = {k: list(dd["items"][k]) for k in ("item_id", "title", "text")}
+        write_inference_files(args.output_dir, items, known_users(dd["test"], model.max_history), table)
+        if use_wandb:
+            log_example_recommendations(model, dd["test"], dd["items"], table)
     trainer.log_metrics("test", test_metrics)
     trainer.save_metrics("test", test_metrics)
     return trainer, test_metrics
@@ -192,6 +218,14 @@ def run(data_args: DataArguments, model_args: ModelArguments, training_args: Rec
     stages = list(stages or training_args.stages)
     if "robustness" in stages:  # check its options now, not after hours of training
         RobustnessConfig(list(training_args.robustness_perturbations), list(training_args.robustness_severities))
+    training = [stage for stage in stages if stage in TRAINING_STAGES]
+    if training:  # before any data or model is loaded: a rerun with other settings stops here
+        settings = run_settings(
+            data_args, model_args, training_args, stages=training, num_processes=training_args.world_size
+        )
+        state = PartialState()
+        claim_output_dir(training_args.output_dir, settings, training_args.resume, state.is_main_process)
+        state.wait_for_everyone()
     dd, stats = prepared_data(data_args, training_args)
     init_from, metrics = model_args.init_from, None
     for stage in stages:

@@ -1,5 +1,6 @@
-"""Plots beside a checkpoint, for users without a dashboard: training curves (each loss part, eval metrics) and
-metric@K curves of the test results. ``recpipe report DIR``."""
+"""Plots beside a checkpoint, for users without a dashboard: training curves (each loss part, eval metrics) and,
+for retrieval runs, metric@K curves of the test results. ``recpipe report DIR`` (several folders: ``recpipe
+compare``). Works on retrieval and CTR runs alike."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from recpipe.errors import MissingInputError
 
-LOSS_PARTS = ("loss", "rec_loss", "mlm_loss", "rel_loss", "adv_loss", "orth_loss")
+LOSS_PARTS = ("loss", "rec_loss", "ctr_loss", "mlm_loss", "lm_loss", "rel_loss", "adv_loss", "orth_loss")
+EVAL_METRICS = {
+    "retrieval": ("eval_ndcg@10", "eval_recall@10", "eval_mrr@10"),
+    "ctr": ("eval_auc", "eval_gauc", "eval_f1"),
+}
+
+
+def run_task(run_dir: Path) -> str:
+    return "ctr" if (run_dir / "ctr_config.json").is_file() else "retrieval"
 
 
 def _state(run_dir: Path) -> list[dict]:
@@ -32,13 +41,15 @@ def plot_training_curves(run_dir: str | Path) -> Path:
         points = [(h["step"], h[part]) for h in history if part in h]
         if points:
             ax_loss.plot(*zip(*points), label=part, linewidth=1.5 if part == "loss" else 1)
-    ax_loss.set(xlabel="step", ylabel="loss (weighted parts)", title="training loss")
+    ax_loss.set(xlabel="step", ylabel="loss (total weighted; parts unweighted)", title="training loss")
     ax_loss.legend()
-    for key in ("eval_ndcg@10", "eval_recall@10", "eval_mrr@10"):
+    task = run_task(run_dir)
+    for key in EVAL_METRICS[task]:
         points = [(h["step"], h[key]) for h in history if key in h]
         if points:
             ax_eval.plot(*zip(*points), marker="o", label=key)
-    ax_eval.set(xlabel="step", ylabel="metric", title="validation (full ranking)")
+    title = "validation (full ranking)" if task == "retrieval" else "validation"
+    ax_eval.set(xlabel="step", ylabel="metric", title=title)
     if ax_eval.lines:
         ax_eval.legend()
     fig.tight_layout()
@@ -51,7 +62,7 @@ def plot_training_curves(run_dir: str | Path) -> Path:
 def plot_metrics_at_k(run_dir: str | Path, results_file: str = "test_results.json") -> Path | None:
     run_dir = Path(run_dir)
     path = run_dir / results_file
-    if not path.is_file():
+    if not path.is_file() or run_task(run_dir) == "ctr":  # a CTR model has no cut-off K
         return None
     metrics = json.loads(path.read_text())
     fig, ax = plt.subplots(figsize=(6, 4))

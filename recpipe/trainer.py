@@ -9,10 +9,9 @@ import os
 from contextlib import nullcontext
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from recpipe.base import BaseTrainer
+from recpipe.checkpointing import read_safetensors, write_safetensors
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split
 from recpipe.losses import CombinedLoss
@@ -22,6 +21,8 @@ CACHE_NAME = "text_cache.safetensors"
 
 
 class RecTrainer(BaseTrainer):
+    comparison_metrics = ("eval/ndcg@10", "eval/recall@10", "test/ndcg@10", "test/recall@10", "test/mrr@10")
+
     def __init__(
         self,
         *args,
@@ -37,6 +38,11 @@ class RecTrainer(BaseTrainer):
         encoder = self.model.encoder
         # a frozen encoder's cached vectors never go stale: encode the catalogue once
         self._encoder_trains = encoder is not None and any(p.requires_grad for p in encoder.parameters())
+        model_config = self.model.model_config
+        if model_config.id_from_text and self.args.cold_weight == 0 and model_config.id_dropout == 0:
+            raise InvalidInputError(
+                "id_from_text learns from cold_loss or id_dropout: set cold_weight > 0 or id_dropout > 0"
+            )
         self._perturbation = None
         if self.args.adversarial != "none" and self.args.stage == "finetune":
             if not self._encoder_trains or self.args.max_fresh_items == 0:
@@ -86,9 +92,11 @@ class RecTrainer(BaseTrainer):
         with self._perturbation.probe() if attack else nullcontext():
             outputs = model(**inputs)
         parts = self.loss_fn(unwrapped, outputs, inputs)
+        # adv_loss is the rec loss under attack: it carries the rec loss's weight times adv_weight
+        weights = {**self.loss_fn.weights, "adv_loss": self.args.adv_weight * self.args.rec_weight}
         if attack and self._perturbation.delta is not None and "rec_loss" in parts:
-            parts["adv_loss"] = self.args.adv_weight * self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
-        loss = self.sum_loss_parts(parts, model)
+            parts["adv_loss"] = self._adversarial_rec_loss(unwrapped, inputs, parts["rec_loss"])
+        loss = self.sum_loss_parts(parts, model, weights)
         return (loss, outputs) if return_outputs else loss
 
     def _adversarial_rec_loss(self, model, inputs, rec_loss: torch.Tensor) -> torch.Tensor:
@@ -135,9 +143,9 @@ class RecTrainer(BaseTrainer):
         # a resumed run must score with the same stale vectors as the uninterrupted one
         model = self.accelerator.unwrap_model(self.model)
         if model.model_config.use_text and self._cache_step is not None and self.args.save_item_cache:
-            save_file(
-                {"text_cache": model.text_cache.contiguous()},
+            write_safetensors(
                 os.path.join(output_dir, CACHE_NAME),
+                {"text_cache": model.text_cache.contiguous()},
                 metadata={"step": str(self._cache_step)},
             )
 
@@ -155,9 +163,9 @@ class RecTrainer(BaseTrainer):
     def load_extra_state(self, checkpoint_dir: str, model) -> None:
         cache = os.path.join(checkpoint_dir, CACHE_NAME)
         if model.model_config.use_text and os.path.isfile(cache):
-            with safe_open(cache, "pt") as f:
-                model.text_cache.copy_(f.get_tensor("text_cache"))
-                self._cache_step = int(f.metadata()["step"])
+            tensors, metadata = read_safetensors(cache)
+            model.text_cache.copy_(tensors["text_cache"])
+            self._cache_step = int(metadata["step"])
 
     def _load_best_model(self) -> None:
         super()._load_best_model()

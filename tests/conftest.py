@@ -19,6 +19,15 @@ def item_text(i: int) -> str:
     return f"Title: w{i} w{(i * 7) % NUM_ITEMS}. Genres: g{i % 5}."
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Recipes' ``env:`` blocks set variables (WANDB_PROJECT, ...): no test leaves them to the next."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer

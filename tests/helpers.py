@@ -180,3 +180,17 @@ def make_trainer(tiny_model_dir, tmp_path, margs=None, **targs):
         popularity=item_popularity(dd["train"], NUM_ITEMS),
     )
     return trainer, dd, tokens
+
+
+def write_movielens_100k(folder, n_users: int = 12, per_user: int = 16, seed: int = 0):
+    """A GroupLens-format folder (u.data, u.item) whose titles are words of the tiny models' vocabularies."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    lines = []
+    for u in range(n_users):
+        for k, item in enumerate(rng.choice(NUM_ITEMS, size=per_user, replace=False)):
+            lines.append(f"{u + 1}\t{item + 1}\t{int(rng.integers(1, 6))}\t{1000 + 50 * k + u}")
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    genres = ["0"] * 18 + ["1"]
+    items = ["|".join([str(i + 1), f"w{i}", "01-Jan-1995", "", "http://x", *genres]) for i in range(NUM_ITEMS)]
+    (folder / "u.item").write_text("\n".join(items) + "\n")

@@ -22,8 +22,10 @@ def test_adv_loss_is_logged_and_part_of_the_loss(tiny_model_dir, tmp_path, metho
     assert len(logs) == 3
     for h in logs:
         assert h["adv_loss"] > 0
-        parts = h["rec_loss"] + h["mlm_loss"] + h["rel_loss"] + h["adv_loss"]
-        assert h["loss"] == pytest.approx(parts, rel=1e-4)
+        # parts are logged unweighted; the weights are the run's arguments (adv_loss: adv_weight · rec_weight)
+        a = trainer.args
+        parts = h["rec_loss"] + a.mlm_weight * h["mlm_loss"] + a.rel_weight * h["rel_loss"]
+        assert h["loss"] == pytest.approx(parts + a.adv_weight * h["adv_loss"], rel=1e-4)
 
 
 class StepWatcher(TrainerCallback):

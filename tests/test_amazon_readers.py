@@ -111,6 +111,26 @@ def test_read_2023_canonical_tables(tmp_path, gz):
     assert tables.interactions.cache_files and tables.items.cache_files
 
 
+@pytest.mark.parametrize("policy", ["error", "skip"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_byte_order_mark_at_the_start_is_no_bad_record(tmp_path, gz, policy):
+    """Some exporters start a UTF-8 file with a byte-order mark: the file is read as utf-8-sig, so its first row is
+    kept (not an invalid_json error, not a counted skip)."""
+    suffix = ".jsonl.gz" if gz else ".jsonl"
+
+    def with_bom(lines):
+        return [b"\xef\xbb\xbf" + lines[0].encode(), *lines[1:]]
+
+    reviews = write_lines(tmp_path / f"All_Beauty{suffix}", with_bom(GOOD_REVIEWS_2023), gz)
+    meta = write_lines(tmp_path / f"meta_All_Beauty{suffix}", with_bom(GOOD_META_2023), gz)
+
+    tables = read_amazon_2023(reviews, meta, on_bad_record=policy, cache_dir=tmp_path / "cache")
+
+    assert tables.interactions["user_id"] == ["U1", "U2", "U1", "U3"]
+    assert tables.items["item_id"] == ["P1", "P2"]
+    assert tables.skipped == {}
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_read_2018_canonical_tables(tmp_path, gz):
     suffix = ".json.gz" if gz else ".json"

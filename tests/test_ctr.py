@@ -4,12 +4,14 @@ the base weights intact, the loss is the sum of its logged parts, the LM loss co
 reloads to the same probabilities, and the encoder learns a pattern."""
 
 import json
+import math
 
 import datasets
 import numpy as np
 import pytest
 import torch
 from conftest import NUM_ITEMS
+from helpers import write_movielens_100k
 
 from recpipe.ctr.collators import CrossEncoderCollator, PromptCollator, render_prompt
 from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRModelConfig, CTRTrainingArguments
@@ -208,9 +210,11 @@ def test_lora_keeps_base_weights_and_the_loss_is_the_sum_of_its_parts(
     self_supervised = "mlm_loss" if family == "encoder" else "lm_loss"
     logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
     assert len(logs) == 3
+    weight = trainer.args.mlm_weight if family == "encoder" else trainer.args.lm_weight
+    assert weight == 0.1  # parts are logged unweighted; the total weighs them
     for h in logs:
-        assert h[self_supervised] > 0 and "perplexity" in h
-        assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised], rel=1e-4)
+        assert h[self_supervised] > 0 and h["perplexity"] == pytest.approx(math.exp(h[self_supervised]), rel=1e-6)
+        assert h["loss"] == pytest.approx(h["ctr_loss"] + weight * h[self_supervised], rel=1e-4)
 
 
 @pytest.mark.parametrize("family", ["encoder", "causal_lm"])
@@ -234,7 +238,8 @@ def test_adalora_prunes_its_rank_budget_and_its_regulariser_is_a_logged_part(
     logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
     assert logs and all(h["orth_loss"] > 0 for h in logs)
     for h in logs:
-        assert h["loss"] == pytest.approx(h["ctr_loss"] + h[self_supervised] + h["orth_loss"], rel=1e-4)
+        weight = trainer.args.mlm_weight if family == "encoder" else trainer.args.lm_weight
+        assert h["loss"] == pytest.approx(h["ctr_loss"] + weight * h[self_supervised] + h["orth_loss"], rel=1e-4)
 
 
 def test_encoder_learns_the_pattern_and_the_checkpoint_reloads(tiny_model_dir, tmp_path):
@@ -414,20 +419,6 @@ def test_item_term_learns_item_quality_with_the_encoder_held_still(tiny_model_di
     fresh = examples(48, seed=1)
     fresh = fresh.add_column(ITEM_FEATURE, item_like_logodds(fresh, config["item_like_table"]))
     assert trainer.evaluate(fresh)["eval_log_loss"] == pytest.approx(after["eval_log_loss"], abs=1e-6)
-
-
-def write_movielens_100k(folder, n_users: int = 12, per_user: int = 16, seed: int = 0):
-    """A GroupLens-format folder (u.data, u.item) whose titles are words of the tiny models' vocabularies."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir()
-    lines = []
-    for u in range(n_users):
-        for k, item in enumerate(rng.choice(NUM_ITEMS, size=per_user, replace=False)):
-            lines.append(f"{u + 1}\t{item + 1}\t{int(rng.integers(1, 6))}\t{1000 + 50 * k + u}")
-    (folder / "u.data").write_text("\n".join(lines) + "\n")
-    genres = ["0"] * 18 + ["1"]
-    items = ["|".join([str(i + 1), f"w{i}", "01-Jan-1995", "", "http://x", *genres]) for i in range(NUM_ITEMS)]
-    (folder / "u.item").write_text("\n".join(items) + "\n")
 
 
 def test_run_ctr_end_to_end_saves_what_scoring_new_rows_needs(tiny_model_dir, tmp_path):

@@ -140,3 +140,42 @@ def test_prepared_data_is_current_only_for_the_same_config_and_source(tmp_path):
     assert current_stats(tmp_path / "out", cfg, source_key("movielens-100k", tmp_path / "other")) is None
     assert current_stats(tmp_path / "out", PrepareConfig(min_user_interactions=1), source) is None
     assert current_stats(tmp_path / "missing", cfg, source) is None
+
+
+def test_items_without_a_text_column_stop_before_anything_is_written(tmp_path):
+    """Generic items named by a column the template does not read (``name``, not ``title``) would make every item
+    text empty: an error naming the file and its columns, before any output."""
+    from recpipe.cli import main as cli
+
+    rows = random_rows(n_users=10, n_items=8, per_user=6)
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t, _ in rows))
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,name\n" + "".join(f"i{k},Thing {k}\n" for k in range(8)))
+    out = tmp_path / "prepared"
+    args = ["data", "prepare", "--dataset", "generic", "--interactions", str(clicks), "--items", str(items)]
+    args += ["--output-dir", str(out), "--min_item_interactions", "1", "--min_user_interactions", "1"]
+    auto = list(args)
+    args += ["--template", "movielens"]  # generic data defaults to `auto`, which reads every column (`name` too)
+    with pytest.raises(
+        DataFormatError, match=r"items\.csv: no item text: .* \['title', 'genres'\].*\['item_id', 'name'\]"
+    ):
+        from recpipe.data import load_source
+
+        tables = load_source("generic", interactions_path=clicks, items_path=items, cache_dir=tmp_path / "cache")
+        prepare(tables, PrepareConfig(min_user_interactions=1, min_item_interactions=1), out)
+    assert not out.exists()
+    assert cli(args) == 2 and not out.exists()
+    assert cli(auto) == 0 and (out / "stats.json").is_file()
+
+
+def test_a_catalogue_without_text_saves_and_loads(tmp_path):
+    """Items with no text at all (generic interactions without an items file; ID-only models need none): the empty
+    pretraining corpus still saves and loads."""
+    from recpipe.data import load_prepared
+
+    tables = make_tables(random_rows(n_users=10, n_items=8, per_user=6))
+    tables.items = tables.items.select_columns(["item_id"])
+    _, stats = prepare(tables, PrepareConfig(min_user_interactions=1, min_item_interactions=1), tmp_path / "p")
+    dd, _ = load_prepared(tmp_path / "p")
+    assert len(dd["pretrain"]) == 0 and stats["filtered"]["items_without_text"] == len(dd["items"])

@@ -1,6 +1,6 @@
 """Two processes on the CPU (`accelerate launch --multi_gpu --num_processes 2` without CUDA): training, evaluation
-of every user exactly once, the catalogue encoding split across the processes, and test metrics equal to a
-1-process evaluation of the same checkpoint."""
+of every user exactly once, the catalogue encoding split across the processes, test metrics equal to a 1-process
+evaluation of the same checkpoint, and a resume with another number of processes refused."""
 
 import json
 import os
@@ -16,6 +16,7 @@ from helpers import recipe
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepared_dir, tmp_path):
     out = tmp_path / "ddp"
     config_path = recipe(tmp_path, tiny_model_dir, prepared_dir, out)
@@ -52,6 +53,17 @@ def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepa
     assert set(one_process) <= set(distributed)
     for key, value in one_process.items():
         assert distributed[key] == pytest.approx(value, abs=1e-9), key
+
+    # resuming the 2-process run with 1 process would change the global batch: a clear error before any work
+    resumed = subprocess.run(
+        [sys.executable, "-m", "recpipe.cli", "train", "--config", str(config_path), "--resume", "true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    assert "holds a run with other settings: num_processes 2 → 1." in resumed.stderr.splitlines()[-1]
 
 
 def test_catalogue_encoding_is_split_across_processes(tiny_model_dir):

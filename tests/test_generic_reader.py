@@ -213,6 +213,24 @@ def test_jsonl_bad_lines(tmp_path):
     assert tables.skipped == {"invalid_json": 2, "bad_rating": 1, "wrong_type": 1, "bad_timestamp": 1}
 
 
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz", "events.csv"])
+def test_a_byte_order_mark_at_the_start_keeps_the_first_row(tmp_path, name):
+    rows = [("u1", "i1", 1600000000), ("u2", "i2", 1600000001)]
+    if name.endswith(".csv"):
+        body = "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows)
+    else:
+        body = jsonl({"user_id": u, "item_id": i, "timestamp": t} for u, i, t in rows)
+    path = write(tmp_path / name, "\ufeff" + body, gz=name.endswith(".gz"))
+    items = write(tmp_path / "items.jsonl", "\ufeff" + jsonl([{"item_id": "i1", "title": "One"}, {"item_id": "i2"}]))
+
+    tables = read_generic(path, items, on_bad_record="skip", cache_dir=tmp_path / "cache")
+
+    assert tables.interactions["user_id"] == ["u1", "u2"]
+    assert tables.items.column_names == ["item_id", "title"]  # the first key is "item_id", not "\ufeffitem_id"
+    assert tables.items["item_id"] == ["i1"]
+    assert tables.skipped == {"empty_item_text": 1}  # i2's, not the first row's
+
+
 def test_items_jsonl_lists_fields_duplicates_and_empty_text(tmp_path):
     interactions = write(tmp_path / "ratings.csv", RATINGS_CSV)
     items = [

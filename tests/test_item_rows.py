@@ -9,10 +9,17 @@ from helpers import make_trainer, model_args, rec_model
 from recpipe.losses import SoftmaxRecLoss
 
 
-def test_looked_up_rows_equal_the_whole_table_and_carry_the_fresh_gradient(tiny_model_dir):
-    model, _ = rec_model(model_args(tiny_model_dir, use_item_ids=True))
+@pytest.mark.parametrize("cold_items", [False, True], ids=["all-ids", "gated-ids-from-text"])
+def test_looked_up_rows_equal_the_whole_table_and_carry_the_fresh_gradient(tiny_model_dir, cold_items):
+    options = {"id_from_text": True, "id_dropout": 0.5} if cold_items else {}
+    model, _ = rec_model(model_args(tiny_model_dir, use_item_ids=True, **options))
+    model.eval()  # the same ID-dropout draw is not shared by the two calls: compared without it
     torch.manual_seed(0)
     model.text_cache.copy_(torch.randn_like(model.text_cache))
+    if cold_items:  # items 5 and 12 never seen in training: their ID vectors come from their text
+        trained = torch.ones(model.num_items + 1)
+        trained[[0, 5, 12]] = 0
+        model.restrict_ids_to(trained)
     fresh = torch.tensor([7, 3, 12])
     pooled = torch.randn(3, model.text_cache.shape[1], requires_grad=True)
     index = torch.tensor([[3, 5, 0], [12, 7, 40]])
@@ -24,6 +31,20 @@ def test_looked_up_rows_equal_the_whole_table_and_carry_the_fresh_gradient(tiny_
 
     assert torch.allclose(rows, whole, atol=1e-6)
     assert torch.allclose(grad_rows, grad_whole, atol=1e-6) and grad_rows.abs().sum() > 0
+    if cold_items:
+        assert torch.allclose(rows[1, 0], model.text_only_vectors(pooled[2]), atol=1e-6)
+
+
+def test_one_step_draws_one_id_dropout_mask_for_all_its_lookups(tiny_model_dir):
+    model, _ = rec_model(model_args(tiny_model_dir, use_item_ids=True, id_dropout=0.5))
+    model.train()
+    torch.manual_seed(0)
+    rows = model.item_rows()
+    index = torch.arange(1, model.num_items + 1)
+    first, second = rows[index], rows[index]
+    assert torch.equal(first, second)  # an item dropped for its input position is dropped as a target too
+    dropped = (first - model.projection(model.text_cache[index])).abs().sum(1) == 0
+    assert 0 < dropped.sum() < len(index)
 
 
 def test_sampled_negatives_follow_popularity_and_never_draw_padding_or_unseen_items():

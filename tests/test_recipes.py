@@ -15,13 +15,21 @@ RECIPES = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*/config_*
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_recipe_parses(path):
+def test_every_recipe_parses(path, monkeypatch):
+    for name in ("WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_TAGS"):
+        monkeypatch.delenv(name, raising=False)
     parser = RecipeParser(CTR_DATACLASSES) if path.parent.name == "ctr" else RecipeParser()
     data_args, model_args, training_args = parser.parse_recipe(["--config", str(path)])
     best = ("eval_auc", "auc") if path.parent.name == "ctr" else ("eval_ndcg@10", "ndcg@10")
     assert training_args.metric_for_best_model in best
     assert training_args.output_dir.startswith("outputs/")
     assert model_args.peft_type in ("lora", "adalora", "ia3", "none")
+    # W&B on by default, labelled for comparison: run name, project, group and tags from the recipe
+    assert training_args.report_to == ["wandb"]
+    assert training_args.run_name == os.path.basename(training_args.output_dir)
+    assert os.environ["WANDB_PROJECT"] == "recpipe"
+    assert os.environ["WANDB_RUN_GROUP"].startswith(data_args.dataset)
+    assert data_args.dataset in os.environ["WANDB_TAGS"].split(",")
 
 
 def test_flags_override_yaml_and_unknown_keys_fail(tmp_path):
@@ -33,6 +41,10 @@ def test_flags_override_yaml_and_unknown_keys_fail(tmp_path):
     assert training_args.max_steps == 7 and training_args.mlm_weight == 0.9
     assert model_args.lora_r == 4 and model_args.use_item_ids is True
     assert os.environ["RECPIPE_TEST_ENV"] == "hello"
+    os.environ["RECPIPE_TEST_ENV"] = "from the shell"  # a variable set in the shell wins over the recipe's
+    recipe.write_text("output_dir: out\nenv:\n  RECPIPE_TEST_ENV: hello\n")
+    RecipeParser().parse_recipe(["--config", str(recipe)])
+    assert os.environ["RECPIPE_TEST_ENV"] == "from the shell"
     recipe.write_text("output_dir: out\nmlm_wieght: 0.3\n")
     with pytest.raises(ValueError, match="unknown keys \\['mlm_wieght'\\]"):
         RecipeParser().parse_recipe(["--config", str(recipe)])

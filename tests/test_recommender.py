@@ -56,7 +56,7 @@ def test_recommend_agrees_with_the_evaluation_ranking(trained):
         assert served[0]["score"] == pytest.approx(float(scores.max()), abs=1e-5)
     user = dd["test"][0]["user_id"]
     by_user = rec.recommend(user_id=user, k=5)
-    seen = set(rec.users[user])
+    seen = set(rec.users[user][1])  # every item the user had
     assert len(by_user) == 5 and not seen & {rec._index_of[r["item_id"]] for r in by_user}
 
 
@@ -69,6 +69,22 @@ def test_unknown_items_and_users_get_clear_errors(trained, capsys):
     assert "unknown users" in capsys.readouterr().err
     assert cli(["recommend", "--checkpoint", str(out), "--history", "i1", "w2", "--k", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3  # ids and titles both resolve
+
+
+@pytest.mark.parametrize("k", ["0", "-5", "ten"])
+def test_k_below_one_is_refused_before_any_model_is_loaded(tmp_path, capsys, k):
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and one error line, status 2
+        cli(["recommend", "--checkpoint", str(tmp_path / "no-such-checkpoint"), "--history", "i1", "--k", k])
+    assert exit_info.value.code == 2
+    assert "argument --k:" in capsys.readouterr().err
+
+
+def test_k_below_one_is_refused_by_the_python_api(trained):
+    rec = Recommender.from_pretrained(trained[0])
+    for k in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a whole number >= 1"):
+            rec.recommend(history=["i1"], k=k)
+    assert len(rec.recommend(history=["i1"], k=np.int64(3))) == 3
 
 
 def test_cold_start_item_enters_by_text(trained):

@@ -2,6 +2,7 @@
 what should stay frozen does, checkpoints reload exactly, pretraining lowers held-out MLM loss."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,10 +22,14 @@ def test_combined_loss_is_the_weighted_sum_of_logged_parts(tiny_model_dir, tmp_p
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h and "rec_loss" in h]
     assert len(logs) == 4
+    args = trainer.args
+    assert (args.mlm_weight, args.rel_weight) == (0.5, 0.3)
     for h in logs:
         assert h["mlm_loss"] > 0 and h["rel_loss"] > 0 and h["rec_loss"] > 0
-        assert h["loss"] == pytest.approx(h["rec_loss"] + h["mlm_loss"] + h["rel_loss"], rel=1e-4)
-        assert "perplexity" in h
+        # each part is logged unweighted, the total is weighted by the run's arguments
+        total = h["rec_loss"] + args.mlm_weight * h["mlm_loss"] + args.rel_weight * h["rel_loss"]
+        assert h["loss"] == pytest.approx(total, rel=1e-4)
+        assert h["perplexity"] == pytest.approx(math.exp(h["mlm_loss"]), rel=1e-6)
 
 
 def test_every_trainable_parameter_changes_full_finetuning(tiny_model_dir, tmp_path):
@@ -64,7 +69,8 @@ def test_adalora_rank_budget_shrinks_and_regulariser_is_in_the_loss(tiny_model_d
     logs = [h for h in trainer.state.log_history if "orth_loss" in h]
     assert logs and all(h["orth_loss"] > 0 for h in logs)
     for h in logs:
-        parts = h["rec_loss"] + h["mlm_loss"] + h["rel_loss"] + h["orth_loss"]
+        args = trainer.args  # parts are logged unweighted; orth_loss as added (scaled by AdaLoRA's own weight)
+        parts = h["rec_loss"] + args.mlm_weight * h["mlm_loss"] + args.rel_weight * h["rel_loss"] + h["orth_loss"]
         assert h["loss"] == pytest.approx(parts, rel=1e-4)
 
 
@@ -247,3 +253,26 @@ def test_frozen_encoder_phase_trains_towers_first_then_adapters(tiny_model_dir, 
     assert any(not torch.equal(adapters[n], named[n]) for n in adapters), "no adapter trained after the phase"
     later = [h for h in trainer.state.log_history if "rec_loss" in h and h["step"] > 3]
     assert later and all(h["mlm_loss"] > 0 for h in later)
+
+
+@pytest.mark.parametrize("on_copy", [True, False])
+def test_item_vectors_come_from_the_unmasked_text_when_mlm_runs_on_a_copy(tiny_model_dir, on_copy):
+    """``mlm_on_copy``: the fresh items' vectors are those of their unmasked text (as at evaluation), the MLM part
+    comes from a masked copy; without it both come from one pass over the masked text."""
+    from transformers import DataCollatorForLanguageModeling
+
+    from recpipe.collators import FreshItemEncoder, tokenize_items
+
+    model, tokenizer = rec_model(model_args(tiny_model_dir, peft_type="none"))
+    model.eval()  # no dropout: the same text gives the same vector
+    tokens = tokenize_items([item_text(i) for i in range(NUM_ITEMS)], tokenizer, 16)
+    mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.5)
+    batch = {}
+    items = FreshItemEncoder(tokens, mlm, 8, mlm_on_copy=on_copy)(torch.arange(1, 9), batch)
+    masked = batch["fresh_mlm_input_ids"] if on_copy else batch["fresh_input_ids"]
+    assert (masked == tokenizer.mask_token_id).any()
+    assert ("fresh_mlm_input_ids" in batch) == on_copy
+    out = model(**batch)
+    unmasked = model.encode_items(tokens, items - 1, autocast=False)
+    assert torch.allclose(out["fresh_pooled"], unmasked, atol=1e-5) == on_copy
+    assert out["mlm_loss"] is not None and out["mlm_loss"] > 0

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recpipe.backbone import load_masked_lm, masked_lm_loss, mlm_parts, pool, resolve_model_path
-from recpipe.checkpointing import TrainableWeightsMixin, read_checkpoint_config
+from recpipe.backbone import check_loading_info, load_masked_lm, masked_lm_loss, mlm_parts, pool, resolve_model_path
+from recpipe.checkpointing import TrainableWeightsMixin, config_from_checkpoint
+from recpipe.console import quiet_model_loading
 from recpipe.ctr.config import CTRModelConfig
 from recpipe.errors import InvalidInputError
 from recpipe.peft_utils import apply_peft
@@ -143,19 +144,25 @@ def build_ctr_model(config: CTRModelConfig, total_steps: int | None = None):
     """(model, tokenizer) for ``config.model_family``, PEFT applied as ``config.peft_type`` asks."""
     if config.model_family == "encoder":
         encoder, tokenizer = load_masked_lm(config)
-        return CrossEncoderCTR(config, apply_peft(encoder, config, total_steps)), tokenizer
+        with quiet_model_loading():
+            return CrossEncoderCTR(config, apply_peft(encoder, config, total_steps)), tokenizer
     path = resolve_model_path(config.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    with quiet_model_loading():
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        lm, info = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=config.trust_remote_code, dtype=torch.float32, output_loading_info=True
+        )
+    check_loading_info(config.model_name_or_path, info)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=config.trust_remote_code, dtype=torch.float32)
     yes_id, no_id = verbalizer_ids(tokenizer, config.yes_token, config.no_token)
-    return CausalLMCTR(config, apply_peft(lm, config, total_steps), yes_id, no_id), tokenizer
+    with quiet_model_loading():
+        return CausalLMCTR(config, apply_peft(lm, config, total_steps), yes_id, no_id), tokenizer
 
 
 def load_ctr_checkpoint(checkpoint_dir: str | os.PathLike):
     """(model in eval mode, tokenizer, the checkpoint's config JSON) from a CTR checkpoint."""
-    saved = read_checkpoint_config(checkpoint_dir, CTR_CONFIG_NAME, "recpipe CTR")
-    model, tokenizer = build_ctr_model(CTRModelConfig.from_checkpoint(saved))
+    config, saved = config_from_checkpoint(checkpoint_dir, CTR_CONFIG_NAME, "recpipe CTR", CTRModelConfig)
+    model, tokenizer = build_ctr_model(config)
     model.load_trainable_weights(checkpoint_dir)
     return model.eval(), tokenizer, saved

@@ -7,9 +7,11 @@ import dataclasses
 import logging
 import os
 
+from accelerate import PartialState
 from transformers import set_seed
 
 from recpipe.base import mlm_collator
+from recpipe.console import parameter_summary
 from recpipe.ctr.collators import CrossEncoderCollator, PromptCollator
 from recpipe.ctr.config import CTRDataArguments, CTRModelArguments, CTRModelConfig, CTRTrainingArguments
 from recpipe.ctr.features import add_item_like_logodds
@@ -17,6 +19,8 @@ from recpipe.ctr.modeling import build_ctr_model
 from recpipe.ctr.trainer import CTRTrainer
 from recpipe.data import load_source
 from recpipe.data.ctr import CTRConfig, build_ctr_examples
+from recpipe.run_settings import claim_output_dir, run_settings
+from recpipe.tracking import run_config
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +60,20 @@ def print_ctr_summary(metrics: dict, output_dir: str, prefix: str = "test_") -> 
 
 
 def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CTRTrainingArguments) -> dict:
+    # before any data or model is loaded: a rerun with other settings stops here
+    state = PartialState()
+    settings = run_settings(data_args, model_args, args, num_processes=args.world_size)
+    claim_output_dir(args.output_dir, settings, args.resume, state.is_main_process)
+    state.wait_for_everyone()
     set_seed(args.seed)
     dd, stats = ctr_data(data_args)
-    logger.info("CTR examples: %s", stats["examples"])
+    logger.info("CTR examples: %s; dropped or skipped: %s", stats["examples"], stats["skipped"])
     item_table = None
     if model_args.item_feature:
         dd, item_table = add_item_like_logodds(dd)
     model, tokenizer = build_ctr_model(CTRModelConfig.from_arguments(model_args), args.total_steps(len(dd["train"])))
-    if hasattr(model.backbone, "print_trainable_parameters"):
-        model.backbone.print_trainable_parameters()
+    if args.process_index == 0:
+        logger.info("CTR: %s", parameter_summary(model))
     train_collator, eval_collator = collators(model_args, data_args, args, tokenizer)
     extra_config = {"data_args": dataclasses.asdict(data_args), "data_stats": stats}
     if item_table is not None:  # new rows need the training counts to get their item like rate
@@ -78,6 +87,9 @@ def run_ctr(data_args: CTRDataArguments, model_args: CTRModelArguments, args: CT
         eval_collator=eval_collator,
         processing_class=tokenizer,
         extra_config=extra_config,
+        run_config=run_config(
+            data_args, model_args, task="ctr", **{f"data/{k}_examples": v for k, v in stats["examples"].items()}
+        ),
     )
     trainer.train_and_save()
     test = fixed_subset(dd["test"], data_args.max_test_examples, args.seed)

@@ -14,6 +14,8 @@ from recpipe.metrics import pointwise_metrics
 
 
 class CTRTrainer(BaseTrainer):
+    comparison_metrics = ("eval/auc", "eval/log_loss", "test/auc", "test/gauc", "test/log_loss")
+
     def __init__(self, *args, eval_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_collator = eval_collator or self.data_collator
@@ -29,12 +31,13 @@ class CTRTrainer(BaseTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = model(**inputs)
         args = self.args
-        parts = {"ctr_loss": args.ctr_weight * F.binary_cross_entropy_with_logits(out["logits"], inputs["labels"])}
+        parts = {"ctr_loss": F.binary_cross_entropy_with_logits(out["logits"], inputs["labels"])}
         if out.get("mlm_loss") is not None and args.mlm_weight > 0:
-            parts["mlm_loss"] = args.mlm_weight * out["mlm_loss"]
+            parts["mlm_loss"] = out["mlm_loss"]
         if out.get("lm_loss") is not None and args.lm_weight > 0:
-            parts["lm_loss"] = args.lm_weight * out["lm_loss"]
-        loss = self.sum_loss_parts(parts, model)
+            parts["lm_loss"] = out["lm_loss"]
+        weights = {"ctr_loss": args.ctr_weight, "mlm_loss": args.mlm_weight, "lm_loss": args.lm_weight}
+        loss = self.sum_loss_parts(parts, model, weights)
         return (loss, out) if return_outputs else loss
 
     @torch.no_grad()

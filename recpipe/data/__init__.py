@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from recpipe.data.fetch import EMBEDDED, dataset_dir, fetch
-from recpipe.data.prepare import PrepareConfig, current_stats, load_prepared, prepare, source_key
+from recpipe.data.prepare import PrepareConfig, current_stats, load_prepared, prepare, prepare_lock, source_key
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.errors import InvalidInputError
 
@@ -48,7 +48,8 @@ def load_source(
 
 
 def default_template(dataset: str) -> str:
-    return {"amazon2023": "amazon2023", "amazon2018": "amazon2018"}.get(dataset, "movielens")
+    """The item text template of a dataset: its own, or ``auto`` (every text column) for your own files."""
+    return {"amazon2023": "amazon2023", "amazon2018": "amazon2018", "generic": "auto"}.get(dataset, "movielens")
 
 
 __all__ = [
@@ -63,5 +64,6 @@ __all__ = [
     "load_prepared",
     "load_source",
     "prepare",
+    "prepare_lock",
     "source_key",
 ]

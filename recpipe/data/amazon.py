@@ -186,6 +186,7 @@ def _read_amazon(
         items=items,
         skipped=merge_counts(skipped, items_skipped),
         name=f"amazon{version}-{category}",
+        items_path=os.fspath(meta_path),
     )
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from recpipe.data.schema import SourceTables
-from recpipe.data.templates import TEMPLATES, render_item_text
+from recpipe.data.templates import TEMPLATE_NAMES, item_template, render_item_text
 from recpipe.errors import InvalidInputError
 
 CTR_FEATURES = datasets.Features(
@@ -77,7 +77,9 @@ class CTRConfig:
         default=None, metadata={"help": "Few-shot: keep only this many training examples; None keeps all."}
     )
     shot_seed: int = field(default=0, metadata={"help": "Seed of the few-shot sample."})
-    template: str = field(default="movielens", metadata={"help": f"Template of candidate_text: {sorted(TEMPLATES)}."})
+    template: str = field(
+        default="movielens", metadata={"help": f"Template of candidate_text: {list(TEMPLATE_NAMES)}."}
+    )
 
     def __post_init__(self):
         self.split_ratios = tuple(float(r) for r in self.split_ratios)
@@ -89,8 +91,8 @@ class CTRConfig:
             raise InvalidInputError("history_len must be >= 1 and min_history >= 0")
         if self.train_shots is not None and self.train_shots < 1:
             raise InvalidInputError(f"train_shots must be >= 1 or None, got {self.train_shots}")
-        if self.template not in TEMPLATES:
-            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
+        if self.template not in TEMPLATE_NAMES:
+            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {list(TEMPLATE_NAMES)}")
 
 
 def _check_ratings(df: pd.DataFrame, name: str) -> None:
@@ -204,7 +206,7 @@ def build_ctr_examples(tables: SourceTables, config: CTRConfig) -> tuple[dataset
 
     items = tables.items.to_pandas().drop_duplicates("item_id")
     items = items[items["item_id"].isin(df["item_id"].unique())]
-    template = TEMPLATES[config.template]
+    template = item_template(config.template, list(items.columns))
     titles = {r["item_id"]: _title_text(r["title"]) for r in items.to_dict("records")}
     texts = {r["item_id"]: render_item_text(r, template) for r in items.to_dict("records")}
     known = df["item_id"].map(titles).fillna("").astype(bool)

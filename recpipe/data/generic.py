@@ -371,7 +371,12 @@ def read_generic(
         options={"fmt": items_fmt, "id_column": id_column, "fields": fields},
         writer_batch_size=1_000,
     )
-    return SourceTables(interactions=interactions, items=items, skipped=merge_counts(skipped, items_skipped))
+    return SourceTables(
+        interactions=interactions,
+        items=items,
+        skipped=merge_counts(skipped, items_skipped),
+        items_path=os.fspath(items_path),
+    )
 
 
 def file_format(path: str | os.PathLike) -> str:

@@ -48,7 +48,7 @@ def _interactions(df: pd.DataFrame, path: Path, header_lines: int = 0) -> datase
     return datasets.Dataset.from_pandas(df[list(INTERACTION_FEATURES)], features=INTERACTION_FEATURES)
 
 
-def _read_table(path: Path, sep: str, names: list[str] | None, encoding: str = "utf-8", header: int | None = 0):
+def _read_table(path: Path, sep: str, names: list[str] | None, encoding: str = "utf-8-sig", header: int | None = 0):
     if not path.is_file():
         raise MissingInputError(f"{path}: no such file")
     try:

@@ -11,7 +11,12 @@ Steps, in order (each one's effect is counted in the stats):
    keeps the file's row order among ties. This is deterministic and recorded in the stats;
 6. split: leave-one-out (last → test, second last → valid, the rest → train) or a global temporal split;
 7. render item text from the dataset's template; the text of every item with metadata (k-core or not) forms
-   the unlabelled ``pretrain`` corpus.
+   the unlabelled ``pretrain`` corpus. Items whose file has none of the template's columns are an error before
+   any work (naming the file and the columns it has).
+
+The output folder is written under a temporary name and renamed into place once complete (with ``stats.json``, the
+mark of a prepared dataset), under a lock (``prepare_lock``) that makes concurrent preparations of one folder take
+turns: a killed or concurrent ``prepare`` never leaves a partial or mixed dataset that looks prepared.
 
 Splits (item indices are 1-based; 0 is padding):
     train:   user_id, item_ids (the user's whole training sequence; trainers cut it into windows)
@@ -24,11 +29,13 @@ Splits (item indices are 1-based; 0 is padding):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,14 +45,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recpipe.atomic_files import atomic_path, file_lock, remove_leftovers
 from recpipe.data.schema import DataFormatError, SourceTables
 from recpipe.data.segments import segments, sorted_sets, tails
-from recpipe.data.templates import TEMPLATES, render_item_texts
+from recpipe.data.templates import TEMPLATE_NAMES, item_template, render_item_texts
 from recpipe.errors import InvalidInputError, MissingInputError
 
 logger = logging.getLogger(__name__)
 
 TIE_BREAK = "stable sort on timestamp; equal timestamps keep the source file's row order"
+ITEM_TABLE_FEATURES = datasets.Features(
+    {
+        "item_index": datasets.Value("int64"),
+        "item_id": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "text": datasets.Value("string"),
+    }
+)
+PRETRAIN_FEATURES = datasets.Features({"item_id": datasets.Value("string"), "text": datasets.Value("string")})
+EMPTY_SPLITS = "empty_splits.json"
 
 
 @dataclass
@@ -63,7 +81,10 @@ class PrepareConfig:
     valid_fraction: float = field(default=0.1, metadata={"help": "temporal split: share of the latest interactions."})
     test_fraction: float = field(default=0.1, metadata={"help": "temporal split: share of the latest interactions."})
     max_history: int = field(default=50, metadata={"help": "Histories keep the latest this many items."})
-    template: str = field(default="movielens", metadata={"help": f"Item text template: {sorted(TEMPLATES)}."})
+    template: str = field(
+        default="movielens",
+        metadata={"help": f"Item text template: {list(TEMPLATE_NAMES)} (auto: every text column of the items file)."},
+    )
     cold_item_fraction: float = field(
         default=0.0,
         metadata={
@@ -79,8 +100,8 @@ class PrepareConfig:
     def __post_init__(self):
         if self.split not in ("leave_one_out", "temporal"):
             raise InvalidInputError(f"split must be 'leave_one_out' or 'temporal', got {self.split!r}")
-        if self.template not in TEMPLATES:
-            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {sorted(TEMPLATES)}")
+        if self.template not in TEMPLATE_NAMES:
+            raise InvalidInputError(f"unknown template {self.template!r}; choose one of {list(TEMPLATE_NAMES)}")
         if self.min_user_interactions < 1 or self.min_item_interactions < 1 or self.max_history < 1:
             raise InvalidInputError("min_user_interactions, min_item_interactions and max_history must be >= 1")
         if not 0 <= self.cold_item_fraction < 1:
@@ -194,9 +215,17 @@ def _temporal(seqs: Sequences, cfg: PrepareConfig) -> tuple[dict, dict, dict, di
     return train, valid, test, info
 
 
-def source_key(dataset: str, data_dir: str | os.PathLike | None = None, category: str | None = None) -> dict:
-    """What the raw files were read from, as ``stats.json`` records it (``source``)."""
-    return {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "category": category}
+def source_key(
+    dataset: str, data_dir: str | os.PathLike | None = None, category: str | None = None, **files: Any
+) -> dict:
+    """What the raw files were read from, as ``stats.json`` records it (``source``). ``files`` are the generic
+    reader's arguments (``interactions_path``, ``items_path``, ``columns``, ``item_text_fields``); paths are kept
+    absolute so that a run from another folder finds the same source."""
+    key = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "category": category}
+    for name, value in files.items():
+        if value is not None:
+            key[name] = os.path.abspath(value) if name.endswith("_path") else value
+    return key
 
 
 def current_stats(output_dir: str | os.PathLike, cfg: PrepareConfig, source: dict) -> dict | None:
@@ -246,6 +275,16 @@ def prepare(
     }
     if interactions.num_rows == 0:
         raise DataFormatError(tables.name, None, "no interactions to prepare")
+    template = item_template(cfg.template, list(items.column_names))
+    text_columns = [key for _, key, _ in template]
+    if items.num_columns > 1 and not set(text_columns) & set(items.column_names):
+        # an items file was given, but the template would render every item as an empty string
+        raise DataFormatError(
+            tables.items_path or tables.name,
+            None,
+            f"no item text: the {cfg.template!r} template reads the columns {text_columns}, and the items have "
+            f"{list(items.column_names)}. Rename the item text column to one of {text_columns} (or pick --template)",
+        )
 
     # Every step below keeps this order: chronological per user, equal timestamps in file order (a stable sort).
     order = _chronological(user, timestamp)
@@ -332,7 +371,7 @@ def prepare(
         train, valid, test, split_info = _temporal(seqs, cfg)
 
     # 7. item text: one per item id, the last row's (the metadata files repeat a few), in order of first rows
-    texts = render_item_texts(items, TEMPLATES[cfg.template])
+    texts = render_item_texts(items, template)
     text_codes, text_ids = _codes(items["item_id"])
     if len(text_ids) < len(text_codes):
         last_row = np.zeros(len(text_ids), dtype=np.int64)
@@ -378,8 +417,9 @@ def prepare(
         "valid": (valid, eval_features),
         "test": (test, eval_features),
         **({"test_cold": (cold_split, eval_features)} if cold_split else {}),
-        "items": (item_table, None),
-        "pretrain": (pretrain, None),
+        "items": (item_table, ITEM_TABLE_FEATURES),
+        # typed, so that an empty corpus (no item has text) saves and loads
+        "pretrain": (pretrain, PRETRAIN_FEATURES),
     }
     dd = datasets.DatasetDict(
         {name: _dataset(columns, features, f"{fingerprint}-{name}") for name, (columns, features) in splits.items()}
@@ -455,9 +495,32 @@ def _dataset(columns: dict, features: datasets.Features | None, fingerprint: str
 
 
 def save_prepared(dd: datasets.DatasetDict, stats: dict, output_dir: str | os.PathLike) -> None:
+    """Write the dataset and its stats to a temporary folder, then put it in place of ``output_dir`` (whose earlier
+    prepared dataset it replaces; a folder holding anything else is never replaced)."""
     output_dir = Path(output_dir)
-    dd.save_to_disk(str(output_dir))
-    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+    marks = ("stats.json", "dataset_dict.json")  # a prepared dataset, or one a killed older recpipe left half-written
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not any((output_dir / m).is_file() for m in marks):
+        raise InvalidInputError(
+            f"{output_dir} holds files that are not a prepared dataset; prepare into a new or empty folder"
+        )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # datasets saves an empty split but cannot load it back (IndexError): empty splits are recorded, not saved
+    empty = {name: split.features.to_dict() for name, split in dd.items() if len(split) == 0}
+    with atomic_path(output_dir) as tmp:
+        datasets.DatasetDict({name: split for name, split in dd.items() if name not in empty}).save_to_disk(str(tmp))
+        (tmp / EMPTY_SPLITS).write_text(json.dumps(empty, indent=2))
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+
+
+@contextlib.contextmanager
+def prepare_lock(output_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock for preparing ``output_dir`` from checking ``current_stats`` to the end of ``prepare``: a second
+    process waits, then finds the data current. Taking it removes what killed preparations left. The lock file sits
+    beside the folder, which ``save_prepared`` replaces."""
+    output_dir = Path(output_dir).absolute()
+    with file_lock(output_dir.parent / f".{output_dir.name}.lock"):
+        remove_leftovers(output_dir.parent, output_dir.name)
+        yield
 
 
 def load_prepared(path: str | os.PathLike) -> tuple[datasets.DatasetDict, dict]:
@@ -467,4 +530,9 @@ def load_prepared(path: str | os.PathLike) -> tuple[datasets.DatasetDict, dict]:
         raise MissingInputError(
             f"{path} holds no prepared dataset; run `recpipe data prepare --dataset NAME --output-dir {path}`"
         )
-    return datasets.load_from_disk(str(path)), json.loads((path / "stats.json").read_text())
+    dd = datasets.load_from_disk(str(path))
+    if (path / EMPTY_SPLITS).is_file():
+        for name, features in json.loads((path / EMPTY_SPLITS).read_text()).items():
+            features = datasets.Features.from_dict(features)
+            dd[name] = datasets.Dataset.from_dict({column: [] for column in features}, features=features)
+    return dd, json.loads((path / "stats.json").read_text())

@@ -13,6 +13,7 @@ counts end up in ``stats.json``. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import os
@@ -77,6 +78,7 @@ class SourceTables:
     items: datasets.Dataset
     skipped: dict[str, int] = field(default_factory=dict)
     name: str = "custom"
+    items_path: str | None = None  # the file the items were read from, for errors about them
 
 
 def open_text(path: str | os.PathLike):
@@ -91,9 +93,11 @@ def iter_json_lines(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each JSON object line of a plain or gzipped JSONL file.
 
-    Blank lines are ignored. Invalid JSON, non-object lines and non-UTF-8 bytes go through ``bad``. A truncated
-    or corrupt gzip stream is always an error (the rest of the file cannot be read), naming the last good line.
-    ``lines`` (a binary file holding part of ``path`` from its line ``first_line`` on) is read instead of the file.
+    The file is read as UTF-8 with signature (``utf-8-sig``): a byte-order mark at its start, which some exporters
+    write, is dropped. Blank lines are ignored. Invalid JSON, non-object lines and non-UTF-8 bytes go through
+    ``bad``. A truncated or corrupt gzip stream is always an error (the rest of the file cannot be read), naming the
+    last good line. ``lines`` (a binary file holding part of ``path`` from its line ``first_line`` on) is read
+    instead of the file.
     """
     if not os.path.exists(path):
         raise MissingInputError(f"{path}: no such file")
@@ -101,6 +105,8 @@ def iter_json_lines(
     with open_text(path) if lines is None else nullcontext(lines) as f:
         try:
             for line_no, raw in enumerate(f, start=first_line):
+                if line_no == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
                 if not raw.strip():
                     continue
                 try:

@@ -2,6 +2,9 @@
 
 A template is a list of ``(label, field, max_chars)``; empty fields are left out, lists are joined with ", ", and
 long fields are cut at a word boundary so the important fields (title first) survive tokenizer truncation.
+
+``auto`` (the default for your own files, ``--dataset generic``) builds the template from the items table's columns:
+every text column the reader kept, the title first, each labelled by its name (``Description: ...``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,20 @@ TEMPLATES: dict[str, Template] = {
         ("Description", "description", 300),
     ],
 }
+
+AUTO = "auto"
+TEMPLATE_NAMES = (*TEMPLATES, AUTO)
+AUTO_MAX_CHARS = {"title": 200, "name": 200}  # other columns: 300
+
+
+def item_template(name: str, columns: Sequence[str]) -> Template:
+    """The template ``name``, or for ``auto`` one built from the items table's ``columns`` (``item_id`` aside)."""
+    if name != AUTO:
+        return TEMPLATES[name]
+    fields = [c for c in columns if c != "item_id"]
+    fields.sort(key=lambda c: c != "title")  # stable: the title first, the others in file order
+    return [(c.replace("_", " ").capitalize(), c, AUTO_MAX_CHARS.get(c, 300)) for c in fields]
+
 
 _TRAILING_ARTICLE = re.compile(
     r"^(?P<name>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)(?P<rest>( \(.*)?)$"

@@ -19,18 +19,25 @@ from recpipe.errors import InvalidInputError
 
 
 class EmbeddingPerturbation:
-    """A forward hook on an encoder's input embeddings. Inside ``probe()`` each forward adds a zero tensor that
+    """A forward hook on an encoder's input embeddings. Inside ``probe()`` the first forward adds a zero tensor that
     requires grad (so the loss's gradient with respect to the embeddings can be taken even when they are frozen);
-    inside ``apply(delta)`` it adds ``delta``. Outside both, the hook returns the output untouched."""
+    inside ``apply(delta)`` the first forward adds ``delta``. Outside both, the hook returns the output untouched.
+
+    Only the first encoder pass of a model forward is the item text that the rec loss sees; a second one (the masked
+    copy of ``mlm_on_copy``) is left alone."""
 
     def __init__(self, embeddings: nn.Module):
         self.embeddings = embeddings
         self.mode: str | None = None
         self.delta: torch.Tensor | None = None
         self.token_norms: torch.Tensor | None = None
+        self._calls = 0  # encoder passes since probe()/apply() began
         self._handle = embeddings.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
+        self._calls += 1
+        if self._calls > 1:
+            return None
         if self.mode == "probe":
             self.token_norms = output.detach().float().norm(dim=-1, keepdim=True)
             self.delta = torch.zeros_like(output, requires_grad=True)
@@ -44,7 +51,7 @@ class EmbeddingPerturbation:
 
     @contextmanager
     def probe(self):
-        self.mode, self.delta = "probe", None
+        self.mode, self.delta, self._calls = "probe", None, 0
         try:
             yield self
         finally:
@@ -52,7 +59,7 @@ class EmbeddingPerturbation:
 
     @contextmanager
     def apply(self, delta: torch.Tensor):
-        self.mode, self.delta = "apply", delta
+        self.mode, self.delta, self._calls = "apply", delta, 0
         try:
             yield self
         finally:
