@@ -3,6 +3,10 @@ a recipe file, CTR tables and Amazon Reviews lines (test modules import from her
 
 import gzip
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import datasets
@@ -194,3 +198,21 @@ def write_movielens_100k(folder, n_users: int = 12, per_user: int = 16, seed: in
     genres = ["0"] * 18 + ["1"]
     items = ["|".join([str(i + 1), f"w{i}", "01-Jan-1995", "", "http://x", *genres]) for i in range(NUM_ITEMS)]
     (folder / "u.item").write_text("\n".join(items) + "\n")
+
+
+def train_process(config: Path) -> subprocess.Popen:
+    """``recpipe train --config config`` in a child process, its output dropped."""
+    cmd = [sys.executable, "-m", "recpipe.cli", "train", "--config", str(config)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_once_written(proc: subprocess.Popen, checkpoint: Path, timeout: float = 600) -> None:
+    """SIGKILL ``proc`` just after it has finished writing ``checkpoint`` (a real kill, mid-training)."""
+    state = checkpoint / "trainer_state.json"
+    deadline = time.time() + timeout
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

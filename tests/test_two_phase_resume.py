@@ -3,16 +3,10 @@ and MLM on a masked copy: a run killed with SIGKILL in either phase resumes to t
 run."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
-from helpers import recipe
-
-QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+from helpers import kill_once_written, recipe, train_process
 
 
 def two_phase_recipe(tmp_path, tiny_model_dir, prepared_dir, output_dir):
@@ -23,28 +17,16 @@ def two_phase_recipe(tmp_path, tiny_model_dir, prepared_dir, output_dir):
     return path
 
 
-def train(config):
-    return subprocess.Popen([sys.executable, "-m", "recpipe.cli", "train", "--config", str(config)], **QUIET)
-
-
 @pytest.mark.parametrize("kill_after", [20, 40])  # in the cached-vector phase; in the adapter phase
 def test_a_two_phase_run_killed_in_either_phase_resumes_exactly(tiny_model_dir, prepared_dir, tmp_path, kill_after):
     whole = tmp_path / "whole"
-    assert train(two_phase_recipe(tmp_path, tiny_model_dir, prepared_dir, whole)).wait(timeout=600) == 0
+    assert train_process(two_phase_recipe(tmp_path, tiny_model_dir, prepared_dir, whole)).wait(timeout=600) == 0
 
     broken = tmp_path / "broken"
     config = two_phase_recipe(tmp_path, tiny_model_dir, prepared_dir, broken)
-    proc = train(config)
-    checkpoint = broken / f"checkpoint-{kill_after}" / "trainer_state.json"
-    deadline = time.time() + 600
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_written(train_process(config), broken / f"checkpoint-{kill_after}")
     assert not (broken / "test_results.json").exists()
-    assert train(config).wait(timeout=600) == 0
+    assert train_process(config).wait(timeout=600) == 0
 
     assert json.loads((broken / "test_results.json").read_text()) == json.loads(
         (whole / "test_results.json").read_text()
