@@ -629,6 +629,8 @@ ROWS = [
     ("step, text, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text"])),
     ("same step beside the 10K one, s (CPU s); ratio", lambda r: _ratio(r["train_ratio"])),
     ("step, text+ID, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text+id"])),
+    ("step, text+ID beside the 10K one, CPU s (1 thread); dense ID gradient", lambda r: _ratio_id(r, "dense")),
+    ("same, sparse_id_updates", lambda r: _ratio_id(r, "sparse")),
     ("step, text+ID, full softmax, s (CPU s)", lambda r: _step(r["train_full"])),
     ("step, text, before this issue (whole table) beside now, CPU s", lambda r: _before(r["train_text-before"])),
     (
@@ -681,6 +683,14 @@ def _ratio(phase: dict) -> str:
     return (
         f"{phase['step_s']:.1f} ({phase['step_cpu_s']:.2f}) vs {phase['small_step_s']:.1f} "
         f"({phase['small_step_cpu_s']:.2f}); **{phase['ratio_cpu']:.2f}×**"
+    )
+
+
+def _ratio_id(r: dict, kind: str) -> str:
+    phase = r["train_ratio_id"]
+    return (
+        f"{phase[f'{kind}_step_cpu_s']:.2f} vs {phase[f'{kind}_small_step_cpu_s']:.2f}; "
+        f"**{phase[f'{kind}_ratio_cpu']:.2f}×**"
     )
 
 

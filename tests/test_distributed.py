@@ -79,6 +79,9 @@ def test_fsdp_two_process_run_matches_one_process_evaluation_and_resumes_exactly
     config_path = recipe(
         tmp_path, tiny_model_dir, prepared_dir, out, max_steps=20, save_steps=10, encode_batch_size=8, resume=True
     )
+    config = yaml.safe_load(config_path.read_text())
+    config.update(eval_strategy="steps", eval_steps=10, per_device_eval_batch_size=16)  # evaluation while sharded
+    config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     fsdp = str(ROOT / "recpipe" / "accelerate_configs" / "fsdp.yaml")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", fsdp, "--num_processes", "2"]
@@ -93,7 +96,8 @@ def test_fsdp_two_process_run_matches_one_process_evaluation_and_resumes_exactly
         return json.loads((out / "test_results.json").read_text())
 
     sharded = launch()
-    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 20
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 20 and any("eval_ndcg@10" in entry for entry in state["log_history"])
     single = subprocess.run(
         [sys.executable, "-m", "recpipe.cli", "evaluate", "--checkpoint", str(out), "--split", "test"],
         capture_output=True,
