@@ -115,6 +115,21 @@ def test_fsdp_two_process_run_matches_one_process_evaluation_and_resumes_exactly
     assert launch() == sharded
 
 
+def test_fsdp_wraps_the_encoder_layers_but_not_the_tied_embeddings(tiny_model_dir):
+    """accelerate's TRANSFORMER_BASED_WRAP reads the model's ``_no_split_modules``: BERT's own list less
+    ``BertEmbeddings``, whose word embeddings the MLM decoder shares; outside FSDP gathering changes nothing."""
+    from helpers import model_args, rec_model
+
+    from recpipe.fsdp import gathered_parameters
+
+    model, _ = rec_model(model_args(tiny_model_dir))
+    assert model._no_split_modules == ["BertLayer"]
+    before = {name: param.clone() for name, param in model.named_parameters()}
+    with gathered_parameters(model) as gathered:
+        assert gathered is model
+    assert all(torch.equal(param, before[name]) for name, param in model.named_parameters())
+
+
 def test_catalogue_encoding_is_split_across_processes(tiny_model_dir):
     """Each process encodes only its own batches; together they cover the catalogue once, bit-equal to one process."""
     import copy
