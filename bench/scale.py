@@ -43,6 +43,7 @@ PHASES = (
     "train_full",
     "train_text-before",
     "train_ratio",
+    "train_ratio_id",
     "eval",
     "index",
     "index_sweep",
@@ -205,24 +206,41 @@ class TrainSetup:
         )
         self.loss_fn = CombinedLoss(args, item_popularity(dd["train"], self.num_items))
         self.optimizer = torch.optim.AdamW([q for q in self.model.parameters() if q.requires_grad], lr=1e-4)
+        self.rowwise_optimizer = None  # made at the first sparse_ids step (sparse_id_updates)
         mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
         collate = SequenceCollator(FreshItemEncoder(tokens, mlm, 32))
         self.batches = [collate([windows[i * 32 + j] for j in range(32)]) for i in range(10)]
 
-    def step(self, k: int, all_items: bool | None = None) -> tuple[float, float]:
+    def step(
+        self, k: int, all_items: bool | None = None, sparse_ids: bool = False, clip: bool = False
+    ) -> tuple[float, float]:
         """One optimizer step on batch ``k``: (wall, process CPU) seconds. ``all_items``: the whole item table (the
-        code before this issue with sampled negatives), default only for the full softmax."""
+        code before this issue with sampled negatives), default only for the full softmax. ``sparse_ids``: the ID
+        embedding's gradient sparse and only its rows looked up updated (``sparse_id_updates``, its own optimizer
+        state); ``clip``: gradient clipping to norm 1 first, as the Trainer does."""
         import torch
+
+        from recpipe.sparse_rows import RowwiseAdamW, clip_grad_norm_
 
         all_items = self.negatives == "full" if all_items is None else all_items
         batch = self.batches[k % len(self.batches)]
+        optimizer = self.optimizer
+        if self.model.id_embedding is not None:
+            self.model.id_embedding.sparse = sparse_ids
+            if sparse_ids and self.rowwise_optimizer is None:
+                trained = [q for q in self.model.parameters() if q.requires_grad]
+                self.rowwise_optimizer = RowwiseAdamW(trained, lr=1e-4)
+            optimizer = self.rowwise_optimizer if sparse_ids else self.optimizer
         start, start_cpu = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             outputs = self.model(**batch, all_items=all_items)
             loss = sum(self.loss_fn(self.model, outputs, batch).values())
         loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+        if clip:
+            trained = [q for q in self.model.parameters() if q.requires_grad]
+            (clip_grad_norm_ if sparse_ids else torch.nn.utils.clip_grad_norm_)(trained, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
         return time.perf_counter() - start, time.process_time() - start_cpu
 
 
@@ -286,6 +304,30 @@ def phase_ratio(p: dict, p_small: dict) -> dict:
     out["small_step_s"], out["small_step_cpu_s"] = medians(little)
     out["ratio_cpu"] = out["step_cpu_s"] / out["small_step_cpu_s"]
     out["ratio_wall"] = out["step_s"] / out["small_step_s"]
+    out["peak_rss_mib"] = peak_rss_mib()
+    return out
+
+
+def phase_ratio_id(p: dict, p_small: dict) -> dict:
+    """The text+ID model's sampled-negatives step at this size and at 10K items, with the ID embedding's dense
+    gradient (every row updated) and with ``sparse_id_updates`` (only the rows looked up), gradient clipping as the
+    Trainer does: the four alternated step by step in one process, under the same load."""
+    if p["prepared"] == p_small["prepared"]:
+        return {"skipped": "the reference size itself"}
+    large, small = TrainSetup(p, "text+id"), TrainSetup(p_small, "text+id")
+    runs = {(size, sparse): [] for size in ("large", "small") for sparse in (False, True)}
+    for k in range(10):
+        for (size, sparse), steps in runs.items():
+            measured = (large if size == "large" else small).step(k, sparse_ids=sparse, clip=True)
+            if k >= 2:  # 2 warm-up steps each
+                steps.append(measured)
+    out = {"items": large.num_items, "small_items": small.num_items}
+    for sparse, name in ((False, "dense"), (True, "sparse")):
+        out[f"{name}_step_s"], out[f"{name}_step_cpu_s"] = medians(runs["large", sparse])
+        out[f"{name}_small_step_s"], out[f"{name}_small_step_cpu_s"] = medians(runs["small", sparse])
+        out[f"{name}_ratio_cpu"] = out[f"{name}_step_cpu_s"] / out[f"{name}_small_step_cpu_s"]
+        out[f"{name}_ratio_wall"] = out[f"{name}_step_s"] / out[f"{name}_small_step_s"]
+    out["dense_over_sparse_cpu"] = out["dense_step_cpu_s"] / out["sparse_step_cpu_s"]
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 
@@ -445,6 +487,8 @@ def run_child(phase: str, n: int, data_dir: Path) -> dict:
         return phase_encode(p, n)
     if phase == "train_ratio":
         return phase_ratio(p, paths(data_dir, 10_000))
+    if phase == "train_ratio_id":
+        return phase_ratio_id(p, paths(data_dir, 10_000))
     if phase.startswith("train_"):
         return phase_train(p, n, phase.removeprefix("train_"))
     if phase == "eval":
@@ -585,6 +629,8 @@ ROWS = [
     ("step, text, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text"])),
     ("same step beside the 10K one, s (CPU s); ratio", lambda r: _ratio(r["train_ratio"])),
     ("step, text+ID, 1,024 sampled, s (CPU s)", lambda r: _step(r["train_text+id"])),
+    ("step, text+ID beside the 10K one, CPU s (1 thread); dense ID gradient", lambda r: _ratio_id(r, "dense")),
+    ("same, sparse_id_updates", lambda r: _ratio_id(r, "sparse")),
     ("step, text+ID, full softmax, s (CPU s)", lambda r: _step(r["train_full"])),
     ("step, text, before this issue (whole table) beside now, CPU s", lambda r: _before(r["train_text-before"])),
     (
@@ -637,6 +683,14 @@ def _ratio(phase: dict) -> str:
     return (
         f"{phase['step_s']:.1f} ({phase['step_cpu_s']:.2f}) vs {phase['small_step_s']:.1f} "
         f"({phase['small_step_cpu_s']:.2f}); **{phase['ratio_cpu']:.2f}×**"
+    )
+
+
+def _ratio_id(r: dict, kind: str) -> str:
+    phase = r["train_ratio_id"]
+    return (
+        f"{phase[f'{kind}_step_cpu_s']:.2f} vs {phase[f'{kind}_small_step_cpu_s']:.2f}; "
+        f"**{phase[f'{kind}_ratio_cpu']:.2f}×**"
     )
 
 

@@ -290,7 +290,9 @@ class BaseTrainer(Trainer):
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, extra_config=self.extra_config)
+        # under FSDP the Trainer passes the whole weights, gathered on every process (the model holds shards)
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(output_dir, extra_config=self.extra_config, state_dict=state_dict)
         self.save_extra_state(output_dir)
         save_training_files(self, output_dir)
 

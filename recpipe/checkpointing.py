@@ -24,6 +24,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from recpipe.atomic_files import atomic_path, atomic_write_text, remove
 from recpipe.errors import CorruptFileError, InvalidInputError, MissingInputError
+from recpipe.fsdp import copy_into
 
 WEIGHTS_NAME = "recpipe_weights.safetensors"
 CHECKSUM_KEY = "recpipe_sha256"
@@ -78,15 +79,24 @@ class TrainableWeightsMixin:
 
     config_file: str
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+    def trainable_state_dict(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The trainable parameters, taken from ``state_dict`` when given (e.g. FSDP's gathered whole weights)."""
+        trainable = [n for n, p in self.named_parameters() if p.requires_grad]
+        source = state_dict if state_dict is not None else dict(self.named_parameters())
+        return {n: source[n].detach().contiguous() for n in trainable}
 
-    def save_pretrained(self, output_dir: str | os.PathLike, extra_config: dict | None = None) -> Path:
+    def save_pretrained(
+        self,
+        output_dir: str | os.PathLike,
+        extra_config: dict | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
+    ) -> Path:
         """Save what training changed (adapters, heads, towers; the whole encoder under full fine-tuning) and the
-        model config (``model_config``), plus ``extra_config`` (data arguments, stats, ...) in the same JSON."""
+        model config (``model_config``), plus ``extra_config`` (data arguments, stats, ...) in the same JSON.
+        ``state_dict``: the weights to save, when the model's own are shards (FSDP)."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_safetensors(output_dir / WEIGHTS_NAME, self.trainable_state_dict())
+        write_safetensors(output_dir / WEIGHTS_NAME, self.trainable_state_dict(state_dict))
         config = {"model_config": self.model_config.to_dict(), **(extra_config or {})}
         atomic_write_text(output_dir / self.config_file, json.dumps(config, indent=2))
         return output_dir
@@ -105,7 +115,7 @@ class TrainableWeightsMixin:
             )
         with torch.no_grad():
             for name, value in state.items():
-                params[name].copy_(value)
+                copy_into(params[name], value)  # also into an FSDP shard
 
 
 def read_checkpoint_config(checkpoint_dir: str | os.PathLike, config_file: str, what: str) -> dict:

@@ -227,6 +227,15 @@ class RecTrainingArguments(BaseTrainingArguments):
         default=64, metadata={"help": "Items re-encoded with gradient per step; the others come from the cache."}
     )
     item_cache_refresh_steps: int = field(default=50, metadata={"help": "Re-encode the catalogue every N steps."})
+    sparse_id_updates: bool = field(
+        default=False,
+        metadata={
+            "help": "Large catalogues (use_item_ids with sampled or in-batch negatives): the ID embedding gets a "
+            "sparse gradient, of the rows the step looked up, and only those rows are updated (lazy AdamW: a row's "
+            "moments and weight decay move only at the steps that look it up). Off: every row is updated at every "
+            "step, a cost that grows with the catalogue (1M x 128 rows). Needs optim adamw_torch(_fused), not FSDP."
+        },
+    )
     save_item_cache: bool = field(
         default=True,
         metadata={
@@ -275,5 +284,12 @@ class RecTrainingArguments(BaseTrainingArguments):
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise InvalidInputError(f"unknown stages {unknown}: choose from {list(STAGES)}")
+        if self.sparse_id_updates and self.negatives == "full":
+            raise InvalidInputError(
+                "sparse_id_updates needs negatives sampled or in_batch: the full softmax reads every ID row each step"
+            )
+        if self.sparse_id_updates and self.optim not in ("adamw_torch", "adamw_torch_fused"):
+            optim = getattr(self.optim, "value", self.optim)
+            raise InvalidInputError(f"sparse_id_updates needs optim adamw_torch or adamw_torch_fused, not {optim}")
         if self.adversarial != "none" and (self.adv_epsilon <= 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
             raise InvalidInputError("adversarial training needs adv_epsilon > 0, adv_alpha > 0 and adv_steps >= 1")

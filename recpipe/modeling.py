@@ -175,6 +175,20 @@ class RecModel(TrainableWeightsMixin, nn.Module):
         return vectors + self.id_from_text(pooled) if self.id_from_text is not None else vectors
 
     @property
+    def _no_split_modules(self) -> list[str]:
+        """The encoder's layer classes (``BertLayer``, ...), read by accelerate's FSDP ``TRANSFORMER_BASED_WRAP`` to
+        shard the encoder layer by layer; without them the whole model is one unit, gathered whole at every forward.
+        From the Hugging Face model's own list, less the classes that hold the input embeddings (``BertEmbeddings``):
+        the MLM head's decoder shares their weight, and FSDP cannot split tied weights across units."""
+        encoder = self.encoder
+        if encoder is None:
+            return []
+        base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+        embeddings = base.get_input_embeddings()
+        holders = {type(m).__name__ for m in base.modules() if any(c is embeddings for c in m.modules())}
+        return [name for name in getattr(base, "_no_split_modules", None) or [] if name not in holders]
+
+    @property
     def backbone(self) -> nn.Module | None:
         """The pretrained encoder (PEFT-wrapped or not); None for an ID-only model."""
         return self.encoder

@@ -32,6 +32,7 @@ from recpipe.data.prepare import PrepareConfig
 from recpipe.data.summary import stats_lines
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split, item_popularity, item_vectors
+from recpipe.fsdp import gathered_parameters
 from recpipe.inference_files import known_users, write_inference_files
 from recpipe.model_card import write_model_card
 from recpipe.modeling import build_model
@@ -132,33 +133,36 @@ def train_stage(stage, data_args, model_args, training_args, dd, stats, init_fro
     trainer.train_and_save()
     if stage == "pretrain":
         return trainer, None
-    test_metrics = {}
-    # test_cold (cold-start protocol) holds targets that never occurred in training; it reuses the fresh cache
-    for split in ("test", "test_cold"):
-        if split in dd:
-            test_metrics.update(
-                evaluate_split(
-                    model,
-                    dd[split],
-                    item_tokens,
-                    ks=args.eval_ks,
-                    exclude_history=args.exclude_history,
-                    batch_size=args.per_device_eval_batch_size,
-                    prefix=f"{split}_",
-                    accelerator=trainer.accelerator,
-                    refresh=split == "test",
-                    item_popularity=trainer.popularity,
+    test_metrics, table = {}, None
+    # under FSDP the whole weights, on every process, for the evaluation and the exported item vectors
+    with gathered_parameters(model):
+        # test_cold (cold-start protocol) holds targets that never occurred in training; it reuses the fresh cache
+        for split in ("test", "test_cold"):
+            if split in dd:
+                test_metrics.update(
+                    evaluate_split(
+                        model,
+                        dd[split],
+                        item_tokens,
+                        ks=args.eval_ks,
+                        exclude_history=args.exclude_history,
+                        batch_size=args.per_device_eval_batch_size,
+                        prefix=f"{split}_",
+                        accelerator=trainer.accelerator,
+                        refresh=split == "test",
+                        item_popularity=trainer.popularity,
+                    )
                 )
-            )
+        if trainer.is_world_process_zero():
+            # the test evaluation left the cache fresh: these are the vectors it ranked with
+            table = item_vectors(model, item_tokens, refresh=False)
+            if use_wandb:  # runs the user tower
+                log_example_recommendations(model, dd["test"], dd["items"], table)
     test_metrics["test_exclude_history"] = float(args.exclude_history)
     trainer.log(dict(test_metrics))
     if trainer.is_world_process_zero():
-        # the test evaluation left the cache fresh: these are the vectors it ranked with
-        table = item_vectors(model, item_tokens, refresh=False)
         items = {k: list(dd["items"][k]) for k in ("item_id", "title", "text")}
         write_inference_files(args.output_dir, items, known_users(dd["test"], model.max_history), table)
-        if use_wandb:
-            log_example_recommendations(model, dd["test"], dd["items"], table)
     trainer.log_metrics("test", test_metrics)
     trainer.save_metrics("test", test_metrics)
     return trainer, test_metrics

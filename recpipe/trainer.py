@@ -14,8 +14,10 @@ from recpipe.base import BaseTrainer
 from recpipe.checkpointing import read_safetensors, write_safetensors
 from recpipe.errors import InvalidInputError
 from recpipe.evaluation import evaluate_split
+from recpipe.fsdp import gathered_parameters
 from recpipe.losses import CombinedLoss
 from recpipe.robustness.adversarial import EmbeddingPerturbation, adversarial_delta, input_embeddings
+from recpipe.sparse_rows import RowwiseAdamW, clip_grad_norm_
 
 CACHE_NAME = "text_cache.safetensors"
 
@@ -43,6 +45,12 @@ class RecTrainer(BaseTrainer):
             raise InvalidInputError(
                 "id_from_text learns from cold_loss or id_dropout: set cold_weight > 0 or id_dropout > 0"
             )
+        if self.args.sparse_id_updates:
+            if self.model.id_embedding is None:
+                raise InvalidInputError("sparse_id_updates needs an ID embedding (use_item_ids)")
+            if self.is_fsdp_enabled:
+                raise InvalidInputError("sparse_id_updates does not work under FSDP (no sparse gradients there)")
+            self.model.id_embedding.sparse = True  # its gradient: the rows looked up, not the whole table
         self._perturbation = None
         if self.args.adversarial != "none" and self.args.stage == "finetune":
             if not self._encoder_trains or self.args.max_fresh_items == 0:
@@ -60,6 +68,23 @@ class RecTrainer(BaseTrainer):
         encoder_lr = self.args.encoder_learning_rate
         return lambda name: encoder_lr if name.startswith("encoder.") else None
 
+    def get_optimizer_cls_and_kwargs(self, args, model=None):
+        optimizer_cls, kwargs = super().get_optimizer_cls_and_kwargs(args, model)
+        if args.sparse_id_updates:  # AdamW that also takes the ID embedding's sparse gradient, row by row
+            optimizer_cls = RowwiseAdamW
+        return optimizer_cls, kwargs
+
+    def _clip_grad_norm(self, model):
+        if not self.args.sparse_id_updates:
+            return super()._clip_grad_norm(model)
+        self.accelerator.unscale_gradients()
+        return clip_grad_norm_(model.parameters(), self.args.max_grad_norm)  # torch's refuses sparse gradients
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if grad_norm is None and self.args.sparse_id_updates:
+            grad_norm = clip_grad_norm_(model.parameters(), float("inf"))
+        return super()._get_grad_norm(model, grad_norm)
+
     def _refresh_cache_if_due(self, model) -> None:
         needs_cache = model.model_config.use_text and self.args.stage == "finetune"
         if not needs_cache or self.item_tokens is None:
@@ -71,7 +96,8 @@ class RecTrainer(BaseTrainer):
             encoder_changed and step - self._cache_step >= self.args.item_cache_refresh_steps
         )
         if due:
-            model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size, accelerator=self.accelerator)
+            with gathered_parameters(model):  # outside the model's forward: FSDP's shards gathered
+                model.refresh_text_cache(self.item_tokens, self.args.encode_batch_size, accelerator=self.accelerator)
             self._cache_step = step
 
     def encoder_start_step(self) -> int:
@@ -125,16 +151,17 @@ class RecTrainer(BaseTrainer):
         """Full-ranking metrics on the valid split (``eval_ndcg@10``, ...) instead of the default loss loop."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         model = self.accelerator.unwrap_model(self.model)
-        metrics = evaluate_split(
-            model,
-            dataset,
-            self.item_tokens,
-            ks=self.args.eval_ks,
-            exclude_history=self.args.exclude_history,
-            batch_size=self.args.per_device_eval_batch_size,
-            prefix=f"{metric_key_prefix}_",
-            accelerator=self.accelerator,
-        )
+        with gathered_parameters(model):
+            metrics = evaluate_split(
+                model,
+                dataset,
+                self.item_tokens,
+                ks=self.args.eval_ks,
+                exclude_history=self.args.exclude_history,
+                batch_size=self.args.per_device_eval_batch_size,
+                prefix=f"{metric_key_prefix}_",
+                accelerator=self.accelerator,
+            )
         self._cache_step = self.state.global_step  # the evaluation just refreshed the cache
         return self.log_evaluation(metrics)
 

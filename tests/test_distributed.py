@@ -4,6 +4,8 @@ evaluation of the same checkpoint, and a resume with another number of processes
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +66,68 @@ def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepa
     )
     assert resumed.returncode == 2, resumed.stderr[-3000:]
     assert "holds a run with other settings: num_processes 2 → 1." in resumed.stderr.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_fsdp_two_process_run_matches_one_process_evaluation_and_resumes_exactly(
+    tiny_model_dir, prepared_dir, tmp_path
+):
+    """recpipe's FSDP config (FSDP2, BertLayer wrapping, full state dict) on 2 CPU processes. accelerate picks FSDP
+    only on GPU-like devices (on the CPU it would silently run DDP), so tests/fsdp_on_cpu.py lets it shard on the CPU:
+    the catalogue encoding, evaluation and checkpoints then see sharded weights, as on GPUs."""
+    out = tmp_path / "fsdp"
+    config_path = recipe(
+        tmp_path, tiny_model_dir, prepared_dir, out, max_steps=20, save_steps=10, encode_batch_size=8, resume=True
+    )
+    config = yaml.safe_load(config_path.read_text())
+    config.update(eval_strategy="steps", eval_steps=10, per_device_eval_batch_size=16)  # evaluation while sharded
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    fsdp = str(ROOT / "recpipe" / "accelerate_configs" / "fsdp.yaml")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", fsdp, "--num_processes", "2"]
+    cmd += ["--mixed_precision", "no", str(ROOT / "tests" / "fsdp_on_cpu.py")]
+    cmd += [str(ROOT / "recipes" / "movielens.py"), "--config", str(config_path)]
+
+    def launch():
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        sharded_modules = [int(n) for n in re.findall(r"fsdp_on_cpu: (\d+) modules sharded", proc.stderr)]
+        assert len(sharded_modules) == 2 and min(sharded_modules) >= 3  # each process: the root + 2 BertLayers
+        return json.loads((out / "test_results.json").read_text())
+
+    sharded = launch()
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 20 and any("eval_ndcg@10" in entry for entry in state["log_history"])
+    single = subprocess.run(
+        [sys.executable, "-m", "recpipe.cli", "evaluate", "--checkpoint", str(out), "--split", "test"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    one_process = json.loads((out / "eval_test_results.json").read_text())
+    for key, value in one_process.items():  # the saved weights are whole, not one process's shard
+        assert sharded[key] == pytest.approx(value, abs=1e-9), key
+
+    # resumed from checkpoint-10 (weights loaded into the shards, FSDP optimizer state): the same end
+    shutil.rmtree(out / "checkpoint-20")
+    assert launch() == sharded
+
+
+def test_fsdp_wraps_the_encoder_layers_but_not_the_tied_embeddings(tiny_model_dir):
+    """accelerate's TRANSFORMER_BASED_WRAP reads the model's ``_no_split_modules``: BERT's own list less
+    ``BertEmbeddings``, whose word embeddings the MLM decoder shares; outside FSDP gathering changes nothing."""
+    from helpers import model_args, rec_model
+
+    from recpipe.fsdp import gathered_parameters
+
+    model, _ = rec_model(model_args(tiny_model_dir))
+    assert model._no_split_modules == ["BertLayer"]
+    before = {name: param.clone() for name, param in model.named_parameters()}
+    with gathered_parameters(model) as gathered:
+        assert gathered is model
+    assert all(torch.equal(param, before[name]) for name, param in model.named_parameters())
 
 
 def test_catalogue_encoding_is_split_across_processes(tiny_model_dir):

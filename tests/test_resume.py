@@ -8,9 +8,15 @@ from helpers import kill_once_written, recipe, train_process
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("save_item_cache", [True, False], ids=["cache-saved", "cache-re-encoded"])
-def test_sigkill_and_resume_gives_the_same_metrics(tiny_model_dir, prepared_dir, tmp_path, save_item_cache):
+@pytest.mark.parametrize(
+    "save_item_cache, sparse",
+    [(True, False), (False, False), (True, True)],
+    ids=["cache-saved", "cache-re-encoded", "sparse-id-updates"],
+)
+def test_sigkill_and_resume_gives_the_same_metrics(tiny_model_dir, prepared_dir, tmp_path, save_item_cache, sparse):
     options = {"save_item_cache": save_item_cache}
+    if sparse:  # the row-wise optimizer's state is saved and restored like AdamW's
+        options.update(use_item_ids=True, negatives="sampled", num_negatives=16, sparse_id_updates=True)
     whole = tmp_path / "whole"
     assert train_process(recipe(tmp_path, tiny_model_dir, prepared_dir, whole, **options)).wait(timeout=600) == 0
     assert (whole / "checkpoint-20" / "text_cache.safetensors").is_file() == save_item_cache
