@@ -143,6 +143,20 @@ def create_optimizer_with_lrs(trainer: Trainer, model, lr_of: Callable[[str], fl
 LM_PARTS = ("mlm_loss", "lm_loss")
 
 
+def warn_if_fsdp_falls_back(accelerator) -> None:
+    """An FSDP config launched on CPUs trains with DDP: accelerate (1.15) picks FSDP only for GPU-like devices and
+    says nothing. Say it, once, since every process then holds the whole model."""
+    from accelerate.utils import DistributedType
+
+    state = accelerator.state
+    asked = getattr(state, "fsdp_plugin", None) is not None or os.environ.get("ACCELERATE_USE_FSDP") == "true"
+    if asked and state.distributed_type == DistributedType.MULTI_CPU and accelerator.is_main_process:
+        logger.warning(
+            "FSDP was configured, but accelerate does not shard on CPUs: training runs with DDP, every process "
+            "holding the whole model (see README, 'Several processes')"
+        )
+
+
 class BaseTrainer(Trainer):
     """The model must have a ``backbone`` (the pretrained LM, PEFT-wrapped or not, or None), ``save_pretrained(dir,
     extra_config=...)`` and ``load_trainable_weights(dir)``. ``extra_config`` is saved with every checkpoint."""
@@ -156,6 +170,7 @@ class BaseTrainer(Trainer):
         wire_run_tracking(self, run_config or {}, list(self.comparison_metrics))
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
         self._staging_dir: str | None = None  # set while a checkpoint is being written (see _save_checkpoint)
+        warn_if_fsdp_falls_back(self.accelerator)
         backbone = self.model.backbone
         if is_adalora(backbone):
             self.add_callback(AdaLoraCallback(backbone, start_step=self.encoder_start_step()))

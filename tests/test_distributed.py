@@ -191,3 +191,22 @@ def test_end_process_group_leaves_no_group_behind():
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    "plugin, kind, warned",
+    [("fsdp", "MULTI_CPU", True), (None, "MULTI_CPU", False), ("fsdp", "FSDP", False)],
+    ids=["fsdp-config-on-cpus", "ddp-on-cpus", "fsdp-sharding"],
+)
+def test_an_fsdp_config_that_accelerate_runs_as_ddp_is_reported(caplog, monkeypatch, plugin, kind, warned):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from recpipe.base import warn_if_fsdp_falls_back
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    state = SimpleNamespace(fsdp_plugin=plugin, distributed_type=DistributedType[kind])
+    with caplog.at_level("WARNING", logger="recpipe.base"):
+        warn_if_fsdp_falls_back(SimpleNamespace(state=state, is_main_process=True))
+    assert ("does not shard on CPUs" in caplog.text) == warned
