@@ -18,6 +18,17 @@ from helpers import recipe
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def assert_one_process_evaluation_matches(out: Path, metrics: dict, env: dict) -> None:
+    """``recpipe evaluate`` of the run's checkpoint in one process gives the test metrics the run reported."""
+    cmd = [sys.executable, "-m", "recpipe.cli", "evaluate", "--checkpoint", str(out), "--split", "test"]
+    single = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    one_process = json.loads((out / "eval_test_results.json").read_text())
+    assert set(one_process) <= set(metrics)
+    for key, value in one_process.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-9), key
+
+
 @pytest.mark.slow
 def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepared_dir, tmp_path):
     out = tmp_path / "ddp"
@@ -41,20 +52,7 @@ def test_two_process_launch_matches_one_process_evaluation(tiny_model_dir, prepa
     assert any("eval_ndcg@10" in entry for entry in state["log_history"])
     assert all(entry["adv_loss"] > 0 for entry in state["log_history"] if "rec_loss" in entry)
     assert json.loads((out / "recpipe_config.json").read_text())["num_processes"] == 2
-    distributed = json.loads((out / "test_results.json").read_text())
-
-    single = subprocess.run(
-        [sys.executable, "-m", "recpipe.cli", "evaluate", "--checkpoint", str(out), "--split", "test"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
-    one_process = json.loads((out / "eval_test_results.json").read_text())
-    assert set(one_process) <= set(distributed)
-    for key, value in one_process.items():
-        assert distributed[key] == pytest.approx(value, abs=1e-9), key
+    assert_one_process_evaluation_matches(out, json.loads((out / "test_results.json").read_text()), env)
 
     # resuming the 2-process run with 1 process would change the global batch: a clear error before any work
     resumed = subprocess.run(
@@ -98,17 +96,7 @@ def test_fsdp_two_process_run_matches_one_process_evaluation_and_resumes_exactly
     sharded = launch()
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 20 and any("eval_ndcg@10" in entry for entry in state["log_history"])
-    single = subprocess.run(
-        [sys.executable, "-m", "recpipe.cli", "evaluate", "--checkpoint", str(out), "--split", "test"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
-    one_process = json.loads((out / "eval_test_results.json").read_text())
-    for key, value in one_process.items():  # the saved weights are whole, not one process's shard
-        assert sharded[key] == pytest.approx(value, abs=1e-9), key
+    assert_one_process_evaluation_matches(out, sharded, env)  # the saved weights are whole, not one shard
 
     # resumed from checkpoint-10 (weights loaded into the shards, FSDP optimizer state): the same end
     shutil.rmtree(out / "checkpoint-20")
