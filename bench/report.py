@@ -91,6 +91,42 @@ def backbone_table(dataset: str = "movielens-100k") -> str | None:
     return header + "\n" + "\n".join(rows)
 
 
+# The method issue's ablation: the default recipe against itself with one part removed (or added), each by the
+# variant of bench/quality.py that differs from it in that part alone (the relation row also runs MLM on the masked
+# text, as the recipe did before ``mlm_on_copy``).
+DEFAULT_RECIPE = "text+id-lora-2phase"
+ABLATIONS = (
+    ("the `make train` recipe (cached-vector phase, then LoRA + MLM on a copy)", DEFAULT_RECIPE),
+    ("without the MLM part (λ_mlm = 0)", "text+id-lora-2phase-mlm0"),
+    ("with item-relation + MLM pretraining first (the recipe has no relation part)", "text+id-lora-2phase-pretrain"),
+    ("without the adapter phase (encoder frozen, text encoded once)", "text+id-frozen"),
+    ("without text (ID-only)", "sasrec-id"),
+)
+
+
+def ablation_table(dataset: str = "movielens-100k") -> str | None:
+    """Each part's effect on test NDCG@10: mean ± std over seeds, and the difference of means against the default
+    beside the larger of the two spreads (a part pays only if its difference exceeds that)."""
+
+    def runs(variant: str) -> list[float]:
+        folder = RESULTS / "quality" / dataset / variant
+        return [json.loads(p.read_text())["test_ndcg@10"] for p in sorted(folder.glob("seed*.json"))]
+
+    default = runs(DEFAULT_RECIPE)
+    if len(default) < 2:
+        return None
+    rows = []
+    for label, variant in ABLATIONS:
+        values = runs(variant)
+        if not values:
+            continue
+        spread = max(statistics.stdev(default), statistics.stdev(values) if len(values) > 1 else 0.0)
+        diff = "–" if variant == DEFAULT_RECIPE else f"{statistics.mean(values) - statistics.mean(default):+.4f}"
+        rows.append(f"| {label} | `{variant}` | {len(values)} | {_fmt(values)} | {diff} | {spread:.4f} |")
+    header = "| recipe | variant | seeds | test NDCG@10 | vs the recipe | larger std |\n" + "| --- " * 6 + "|"
+    return header + "\n" + "\n".join(rows)
+
+
 def cold_table(dataset: str) -> str | None:
     rows = []
     for variant in _variant_dirs(RESULTS / "cold" / dataset):
@@ -296,6 +332,9 @@ def main() -> None:
     backbone = backbone_table()
     if backbone and "<!-- AUTO:backbone:start -->" in text:
         text = replace_block(text, "backbone", backbone)
+    ablation = ablation_table()
+    if ablation and "<!-- AUTO:ablation:start -->" in text:
+        text = replace_block(text, "ablation", ablation)
     robust = robustness_table()
     if robust:
         text = replace_block(text, "robustness", robust)
