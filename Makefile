@@ -45,7 +45,7 @@ data: $(VENV)/.installed ## fetch and prepare the embedded MovieLens-100K (DATAS
 	$(VENV)/bin/recpipe data fetch $(DATASET)
 	$(VENV)/bin/recpipe data prepare --dataset $(DATASET) --output-dir $(PREPARED)
 
-train: data ## run the main job: MovieLens-100K, packaged MiniLM + LoRA, combined loss (DATASET=, RECIPE=, ARGS=)
+train: data ## run the main job: MovieLens-100K, packaged MiniLM, cached-vector phase then LoRA (DATASET=, RECIPE=, ARGS=)
 	WANDB_RUN_GROUP=$${WANDB_RUN_GROUP:-$(DATASET)-retrieval} WANDB_TAGS=$${WANDB_TAGS:-$(DATASET),retrieval,$(VARIANT)} \
 	$(VENV)/bin/accelerate launch -q $$($(PY) -m recpipe.launch_config) recipes/movielens.py --config $(RECIPE) \
 		--dataset $(DATASET) --output_dir outputs/$(RUN_NAME) --run_name $(RUN_NAME) $(ARGS)

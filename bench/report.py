@@ -92,13 +92,13 @@ def backbone_table(dataset: str = "movielens-100k") -> str | None:
 
 
 # The method issue's ablation: the default recipe against itself with one part removed (or added), each by the
-# variant of bench/quality.py that differs from it in that part alone (the relation row also runs MLM on the masked
-# text, as the recipe did before ``mlm_on_copy``).
-DEFAULT_RECIPE = "text+id-lora-2phase"
+# variant of bench/quality.py that differs from it in that part alone (the pretraining row also runs MLM, on the
+# masked text, as the recipe did before ``mlm_on_copy``).
+DEFAULT_RECIPE = "text+id-lora-2phase-mlm0"
 ABLATIONS = (
-    ("the `make train` recipe (cached-vector phase, then LoRA + MLM on a copy)", DEFAULT_RECIPE),
-    ("without the MLM part (λ_mlm = 0)", "text+id-lora-2phase-mlm0"),
-    ("with item-relation + MLM pretraining first (the recipe has no relation part)", "text+id-lora-2phase-pretrain"),
+    ("the `make train` recipe (cached-vector phase, then LoRA; no MLM)", DEFAULT_RECIPE),
+    ("with the MLM part (λ_mlm = 0.1, on a masked copy)", "text+id-lora-2phase"),
+    ("with item-relation + MLM pretraining first, then MLM", "text+id-lora-2phase-pretrain"),
     ("without the adapter phase (encoder frozen, text encoded once)", "text+id-frozen"),
     ("without text (ID-only)", "sasrec-id"),
 )
