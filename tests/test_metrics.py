@@ -199,16 +199,22 @@ def test_topk_marks_missing_slots():
     assert topk.tolist() == [[4, 3, -1, -1], [2, 4, 3, 1], [4, -1, -1, -1]]
 
 
+def _tied_case(seed: int, n_users: int, n_items: int, max_excluded: int):
+    """Small integer vectors (exact dot products in float32, many ties), targets and per-user exclusions."""
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.randint(-2, 3, (n_users, 4), generator=gen).float()
+    items = torch.randint(-2, 3, (n_items, 4), generator=gen).float()
+    targets = torch.randint(1, n_items, (n_users,), generator=gen)
+    exclude = [
+        [i for i in torch.randperm(n_items, generator=gen)[: u % max_excluded].tolist() if i != t]
+        for u, t in enumerate(targets)
+    ]
+    return users, items, targets, exclude
+
+
 @pytest.mark.parametrize("tie_break", ["pessimistic", "random"])
 def test_chunked_equals_unchunked(tie_break):
-    gen = torch.Generator().manual_seed(0)
-    # Small integer vectors: exact dot products in float32, with many ties.
-    users = torch.randint(-2, 3, (203, 4), generator=gen).float()
-    items = torch.randint(-2, 3, (57, 4), generator=gen).float()
-    targets = torch.randint(1, 57, (203,), generator=gen)
-    exclude = [
-        [i for i in torch.randperm(57, generator=gen)[: u % 9].tolist() if i != t] for u, t in enumerate(targets)
-    ]
+    users, items, targets, exclude = _tied_case(seed=0, n_users=203, n_items=57, max_excluded=9)
     results = [
         full_ranking_metrics(
             users,
@@ -440,14 +446,7 @@ def test_pointwise_metric_wrapper_equals_functions():
 @pytest.mark.parametrize("tie_break", ["pessimistic", "random"])
 def test_blocked_catalogue_equals_unblocked(tie_break):
     """The catalogue scored a block of items at a time (memory bounded) gives exactly the unblocked metrics."""
-    gen = torch.Generator().manual_seed(1)
-    # integer vectors: exact dot products, many ties across block borders
-    users = torch.randint(-2, 3, (150, 4), generator=gen).float()
-    items = torch.randint(-2, 3, (97, 4), generator=gen).float()
-    targets = torch.randint(1, 97, (150,), generator=gen)
-    exclude = [
-        [i for i in torch.randperm(97, generator=gen)[: u % 11].tolist() if i != t] for u, t in enumerate(targets)
-    ]
+    users, items, targets, exclude = _tied_case(seed=1, n_users=150, n_items=97, max_excluded=11)  # ties across blocks
 
     def metrics(u, i, block, **kw):
         return full_ranking_metrics(
@@ -468,6 +467,7 @@ def test_blocked_catalogue_equals_unblocked(tie_break):
     for block in (1, 7, 32, 96, 97):
         assert metrics(users, items, block) == whole
     # float vectors (no ties): the top-k lists and the beyond-accuracy metrics agree too
+    gen = torch.Generator().manual_seed(1)
     users, items = torch.randn(150, 8, generator=gen), torch.randn(97, 8, generator=gen)
     popularity = torch.randint(1, 50, (97,), generator=gen)
     whole, whole_topk = metrics(users, items, None, item_popularity=popularity, return_topk=True)
