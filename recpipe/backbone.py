@@ -50,6 +50,7 @@ class BackboneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    encoder_dropout: float | None = None  # every nn.Dropout inside the encoder; None: the pretrained config's
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
     adalora_init_r: int = 12
     freeze_encoder: bool = False
@@ -148,4 +149,19 @@ def load_masked_lm(config: BackboneConfig):
             path, trust_remote_code=config.trust_remote_code, output_loading_info=True
         )
     check_loading_info(config.model_name_or_path, info)
+    if config.encoder_dropout is not None:
+        set_dropout(encoder, config.encoder_dropout)
     return encoder, tokenizer
+
+
+def set_dropout(module: nn.Module, p: float) -> None:
+    """Set every dropout inside ``module`` to ``p``: each ``nn.Dropout`` (BERT-like models read their attention
+    dropout from one at each forward, sdpa and eager alike) and the float ``attention_dropout`` that Llama-like
+    attention layers keep instead."""
+    if not 0.0 <= p < 1.0:
+        raise InvalidInputError(f"encoder_dropout must be in [0, 1), got {p}")
+    for child in module.modules():
+        if isinstance(child, nn.Dropout):
+            child.p = p
+        elif isinstance(getattr(child, "attention_dropout", None), float):
+            child.attention_dropout = p

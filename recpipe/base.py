@@ -47,6 +47,14 @@ class BaseModelArguments:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (AdaLoRA: the final average rank)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    encoder_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout inside the pretrained encoder (embeddings, attention, hidden states); default: "
+            "the model's own (0.1 for BERT-like models). 0 makes the items re-encoded with gradient match the "
+            "cached vectors, which are encoded in eval mode."
+        },
+    )
     adalora_init_r: int = field(default=12, metadata={"help": "AdaLoRA: initial rank per matrix."})
     freeze_encoder: bool = field(default=False, metadata={"help": "Train no encoder weight (cached text vectors)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})

@@ -129,3 +129,31 @@ def test_default_stride_is_non_overlapping_windows():
 def test_id_only_has_num_items_rows():
     model = id_only_model(NUM_ITEMS, 10)
     assert model.item_table().shape == (NUM_ITEMS + 1, 64)
+
+
+@pytest.mark.parametrize("encoder_dropout, matches_cache", [(None, False), (0.0, True)])
+def test_encoder_dropout_zero_makes_fresh_vectors_match_the_cache(tiny_model_dir, encoder_dropout, matches_cache):
+    """Phase 2 re-encodes a batch's fresh items in train mode and scores them among cached (eval-mode) vectors: with
+    the encoder's own dropout the fresh items stand out from the rest; with ``encoder_dropout: 0`` they do not."""
+    from conftest import item_text
+
+    from recpipe.collators import tokenize_items
+
+    args = ModelArguments(
+        model_name_or_path=tiny_model_dir,
+        use_item_ids=False,
+        peft_type="lora",
+        encoder_dropout=encoder_dropout,
+        inference_dtype="float32",  # the cache in the dtype the fresh vectors are computed in
+    )
+    torch.manual_seed(0)
+    model, tokenizer = build_model(RecModelConfig.from_arguments(args, num_items=NUM_ITEMS, max_history=10))
+    tokens = tokenize_items([item_text(i) for i in range(1, NUM_ITEMS + 1)], tokenizer, 16)  # row i: item i + 1
+    model.refresh_text_cache(tokens)
+    model.train()
+    fresh = model.encode_items(tokens, torch.arange(NUM_ITEMS), autocast=False)
+    close = torch.allclose(fresh, model.text_cache[1:].to(fresh.dtype), atol=1e-5)
+    assert close == matches_cache
+    # the setting is part of the model's config: a checkpoint rebuilds the same encoder
+    dropouts = {m.p for n, m in model.encoder.named_modules() if isinstance(m, torch.nn.Dropout) and "lora" not in n}
+    assert dropouts == ({0.0} if encoder_dropout == 0.0 else {0.1})

@@ -25,7 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recpipe.backbone import check_loading_info, load_masked_lm, masked_lm_loss, mlm_parts, pool, resolve_model_path
+from recpipe.backbone import (
+    check_loading_info,
+    load_masked_lm,
+    masked_lm_loss,
+    mlm_parts,
+    pool,
+    resolve_model_path,
+    set_dropout,
+)
 from recpipe.checkpointing import TrainableWeightsMixin, config_from_checkpoint
 from recpipe.console import quiet_model_loading
 from recpipe.ctr.config import CTRModelConfig
@@ -153,6 +161,8 @@ def build_ctr_model(config: CTRModelConfig, total_steps: int | None = None):
             path, trust_remote_code=config.trust_remote_code, dtype=torch.float32, output_loading_info=True
         )
     check_loading_info(config.model_name_or_path, info)
+    if config.encoder_dropout is not None:
+        set_dropout(lm, config.encoder_dropout)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     yes_id, no_id = verbalizer_ids(tokenizer, config.yes_token, config.no_token)
