@@ -126,22 +126,25 @@ def create_optimizer_with_lrs(trainer: Trainer, model, lr_of: Callable[[str], fl
 
     ``lr_of(name)`` gives a parameter's learning rate, or None for ``args.learning_rate``; it sees the bare model's
     names even when the Trainer built the optimizer on a wrapped model (FSDP does). Decay follows the Trainer's own
-    rule (no decay on biases and norms); the learning-rate schedule scales every group alike."""
+    rule (no decay on biases and norms). Each group carries the ``label`` that ``trainer.param_group_label(name)``
+    gives its parameters, for a schedule that treats some groups apart (the encoder's phase)."""
     args = trainer.args
     decay = set(trainer.get_decay_parameter_names(model))
-    groups: dict[tuple[float, bool], list] = {}
+    groups: dict[tuple[float, bool, str], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
             if "_flat_param" in name:
                 raise InvalidInputError(
                     "per-module learning rates need FSDP's use_orig_params=True (flattened parameters have no names)"
                 )
-            lr = lr_of(unwrapped_name(name))
-            groups.setdefault((args.learning_rate if lr is None else lr, name in decay), []).append(param)
+            bare = unwrapped_name(name)
+            lr = lr_of(bare)
+            key = (args.learning_rate if lr is None else lr, name in decay, trainer.param_group_label(bare))
+            groups.setdefault(key, []).append(param)
     optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
     param_groups = [
-        {"params": params, "lr": lr, "weight_decay": args.weight_decay if with_decay else 0.0}
-        for (lr, with_decay), params in groups.items()
+        {"params": params, "lr": lr, "weight_decay": args.weight_decay if with_decay else 0.0, "label": label}
+        for (lr, with_decay, label), params in groups.items()
     ]
     return optimizer_cls(param_groups, **kwargs)
 
@@ -204,6 +207,10 @@ class BaseTrainer(Trainer):
     def learning_rates(self, model) -> Callable[[str], float | None] | None:
         """Per-parameter learning rates by bare parameter name (None: ``learning_rate``), or None for one rate."""
         return None
+
+    def param_group_label(self, name: str) -> str:
+        """The label of a parameter's optimizer group (by bare name): groups the schedule may treat apart."""
+        return ""
 
     def create_optimizer(self, model=None):
         lr_of = self.learning_rates(model or self.model) if self.optimizer is None else None

@@ -190,6 +190,14 @@ class RecTrainingArguments(BaseTrainingArguments):
     encoder_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of encoder weights (default: learning_rate)."}
     )
+    encoder_phase_schedule: bool = field(
+        default=False,
+        metadata={
+            "help": "With frozen_encoder_steps > 0: the encoder's learning rate gets its own warmup and linear decay "
+            "over the steps after frozen_encoder_steps, instead of the tail of the shared schedule (which would start "
+            "the adapters at an already decayed rate). The towers keep the shared schedule."
+        },
+    )
     pretrain_max_steps: int = field(default=200, metadata={"help": "Optimizer steps of the pretraining stage."})
     pretrain_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of pretraining (default: learning_rate)."}
@@ -281,6 +289,8 @@ class RecTrainingArguments(BaseTrainingArguments):
             raise InvalidInputError("temperature must be > 0")
         if self.frozen_encoder_steps < 0:
             raise InvalidInputError("frozen_encoder_steps must be >= 0")
+        if self.encoder_phase_schedule and self.frozen_encoder_steps == 0:
+            raise InvalidInputError("encoder_phase_schedule needs frozen_encoder_steps > 0 (an encoder phase)")
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise InvalidInputError(f"unknown stages {unknown}: choose from {list(STAGES)}")

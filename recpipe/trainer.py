@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 
@@ -20,6 +21,17 @@ from recpipe.robustness.adversarial import EmbeddingPerturbation, adversarial_de
 from recpipe.sparse_rows import RowwiseAdamW, clip_grad_norm_
 
 CACHE_NAME = "text_cache.safetensors"
+
+
+def phase_factor(step: int, *, start: int, warmup: int, end: int) -> float:
+    """Learning-rate factor of a phase that begins at ``start``: 0 before, linear warmup over ``warmup`` steps, then
+    linear decay to 0 at ``end`` (``LambdaLR`` calls it with the number of steps taken)."""
+    if step < start:
+        return 0.0
+    step -= start
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (end - start - step) / max(1, end - start - warmup))
 
 
 class RecTrainer(BaseTrainer):
@@ -62,11 +74,30 @@ class RecTrainer(BaseTrainer):
 
     def learning_rates(self, model):
         """The encoder on its own learning rate (``encoder_learning_rate``): full fine-tuning of a pretrained encoder
-        wants ~2e-5 while the fresh towers and heads want ~1e-3."""
-        if self.args.encoder_learning_rate is None:
+        wants ~2e-5 while the fresh towers and heads want ~1e-3. Its own group too when it has its own schedule."""
+        if self.args.encoder_learning_rate is None and not self.args.encoder_phase_schedule:
             return None
         encoder_lr = self.args.encoder_learning_rate
         return lambda name: encoder_lr if name.startswith("encoder.") else None
+
+    def param_group_label(self, name: str) -> str:
+        return "encoder" if name.startswith("encoder.") else ""
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The shared schedule; with ``encoder_phase_schedule`` the encoder's groups get one of their own: warmup and
+        linear decay over the encoder phase, zero before it."""
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        start = self.encoder_start_step()
+        if not self.args.encoder_phase_schedule or start == 0:
+            return scheduler
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            kind = type(scheduler).__name__
+            raise InvalidInputError(f"encoder_phase_schedule needs a LambdaLR schedule, got {kind}")
+        warmup = self.args.get_warmup_steps(num_training_steps - start)
+        for i, group in enumerate(scheduler.optimizer.param_groups):
+            if group.get("label") == "encoder":
+                scheduler.lr_lambdas[i] = partial(phase_factor, start=start, warmup=warmup, end=num_training_steps)
+        return scheduler
 
     def get_optimizer_cls_and_kwargs(self, args, model=None):
         optimizer_cls, kwargs = super().get_optimizer_cls_and_kwargs(args, model)

@@ -255,6 +255,39 @@ def test_frozen_encoder_phase_trains_towers_first_then_adapters(tiny_model_dir, 
     assert later and all(h["mlm_loss"] > 0 for h in later)
 
 
+def test_encoder_phase_schedule_starts_the_adapters_at_their_own_peak(tiny_model_dir, tmp_path):
+    """``encoder_phase_schedule``: the encoder's groups warm up from the phase's first step and decay to 0 at the end
+    (not the shared schedule's decayed tail); the towers keep the shared schedule."""
+    margs = model_args(tiny_model_dir, peft_type="lora", use_item_ids=True)
+    targs = dict(max_steps=20, frozen_encoder_steps=10, warmup_steps=2, learning_rate=1e-3, lr_scheduler_type="linear")
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, encoder_phase_schedule=True, **targs)
+    trainer.create_optimizer_and_scheduler(num_training_steps=20)
+    groups = trainer.optimizer.param_groups
+    encoder = [i for i, g in enumerate(groups) if g["label"] == "encoder"]
+    towers = [i for i, g in enumerate(groups) if g["label"] == ""]
+    assert encoder and towers
+    assert all(
+        n.startswith("encoder.")
+        for n, p in trainer.model.named_parameters()
+        if p.requires_grad and any(p is q for i in encoder for q in groups[i]["params"])
+    )
+    lrs = []
+    for _ in range(20):
+        lrs.append([g["lr"] for g in groups])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    at = lambda step, i: lrs[step][i]  # noqa: E731
+    for i in encoder:
+        assert [at(s, i) for s in (0, 9)] == [0.0, 0.0]  # nothing before the phase
+        assert at(10, i) == pytest.approx(5e-4) and at(11, i) == pytest.approx(1e-3)  # warmup, then the peak
+        assert at(19, i) == pytest.approx(1e-3 / 8)  # linear decay to 0 at step 20
+    for i in towers:  # the shared schedule: at step 11 it has decayed to 1/2 of the peak
+        assert at(11, i) == pytest.approx(1e-3 * 9 / 18)
+
+    with pytest.raises(ValueError, match="frozen_encoder_steps"):
+        training_args(tmp_path, encoder_phase_schedule=True, frozen_encoder_steps=0)
+
+
 @pytest.mark.parametrize("on_copy", [True, False])
 def test_item_vectors_come_from_the_unmasked_text_when_mlm_runs_on_a_copy(tiny_model_dir, on_copy):
     """``mlm_on_copy``: the fresh items' vectors are those of their unmasked text (as at evaluation), the MLM part
