@@ -37,12 +37,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RecommendRequest(Strict):
-    history: list[str] | None = Field(None, min_length=1, max_length=MAX_HISTORY_ITEMS)
-    user_id: str | None = Field(None, min_length=1, max_length=512)
+class RankingOptions(Strict):
+    """What both recommend endpoints take beside the users: how many items, and how."""
+
     k: int = Field(10, ge=1)
     exclude_history: bool = True
     explain: bool = False
+
+
+class RecommendRequest(RankingOptions):
+    history: list[str] | None = Field(None, min_length=1, max_length=MAX_HISTORY_ITEMS)
+    user_id: str | None = Field(None, min_length=1, max_length=512)
 
     @model_validator(mode="after")
     def one_of_history_or_user(self):
@@ -51,12 +56,9 @@ class RecommendRequest(Strict):
         return self
 
 
-class BatchRequest(Strict):
+class BatchRequest(RankingOptions):
     histories: list[list[str]] | None = Field(None, min_length=1, max_length=MAX_BATCH)
     user_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_BATCH)
-    k: int = Field(10, ge=1)
-    exclude_history: bool = True
-    explain: bool = False
 
     @model_validator(mode="after")
     def one_of_histories_or_users(self):
@@ -153,9 +155,11 @@ def create_app(recommender, max_k: int = 1000, max_body_bytes: int = MAX_BODY_BY
     async def user_error(request: Request, exc: UserError):
         return JSONResponse({"detail": str(exc)}, status_code=404 if isinstance(exc, UnknownNameError) else 400)
 
-    def check_k(k: int) -> None:
-        if k > max_k:
+    def ranking(req: RankingOptions) -> dict:
+        """The recommender's keyword arguments for the request's options (``k`` within the server's limit)."""
+        if req.k > max_k:
             raise InvalidInputError(f"k must be <= {max_k} (the server's --max_k)")
+        return {"k": req.k, "exclude": "history" if req.exclude_history else None, "explain": req.explain}
 
     @app.get("/health")
     def health():
@@ -171,18 +175,16 @@ def create_app(recommender, max_k: int = 1000, max_body_bytes: int = MAX_BODY_BY
 
     @app.post("/recommend")
     def recommend(req: RecommendRequest):
-        check_k(req.k)
-        exclude = "history" if req.exclude_history else None
+        options = ranking(req)
         with lock.read():
-            items = rec.recommend(req.history, req.user_id, k=req.k, exclude=exclude, explain=req.explain)
+            items = rec.recommend(req.history, req.user_id, **options)
         return {"items": items}
 
     @app.post("/recommend/batch")
     def recommend_batch(req: BatchRequest):
-        check_k(req.k)
-        exclude = "history" if req.exclude_history else None
+        options = ranking(req)
         with lock.read():
-            results = rec.recommend_batch(req.histories, req.user_ids, k=req.k, exclude=exclude, explain=req.explain)
+            results = rec.recommend_batch(req.histories, req.user_ids, **options)
         return {"results": results}
 
     @app.post("/items")
