@@ -127,6 +127,8 @@ VARIANTS["text+id-frozen-h200"] = {
     "eval_steps": "500",
     "save_steps": "500",
 }
+# ML-1M: the history length chosen on valid at the same 4,000 steps as text+id-frozen-long (histories of 50)
+VARIANTS["text+id-frozen-long-h200"] = {**VARIANTS["text+id-frozen-long"], "max_history": "200"}
 BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
 
