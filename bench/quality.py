@@ -72,8 +72,6 @@ VARIANTS: dict[str, dict[str, str]] = {
     # the LoRA phase on its own learning-rate schedule (warmup, peak 1e-3, decay over its 400 steps) instead of the
     # shared schedule's tail (1/6 of the peak at step 2,000, decaying to 0)
     "text+id-lora-2phase-ps": {"mlm_weight": "0", "encoder_phase_schedule": "true"},
-    # the same with an 800-step LoRA phase
-    "text+id-lora-2phase-ps-long": {"mlm_weight": "0", "encoder_phase_schedule": "true", "max_steps": "2800"},
     "text+id-adalora": {**LORA_600, "peft_type": "adalora"},
     "text+id-full": {**LORA_600, "peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {
