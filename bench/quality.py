@@ -127,6 +127,8 @@ VARIANTS["text+id-frozen-h200"] = {
 }
 # ML-1M: the history length chosen on valid at the same 4,000 steps as text+id-frozen-long (histories of 50)
 VARIANTS["text+id-frozen-long-h200"] = {**VARIANTS["text+id-frozen-long"], "max_history": "200"}
+# ML-100K: the make-train recipe with histories of 200 (most users' whole sequence), to choose on valid against 50
+VARIANTS["text+id-lora-2phase-mlm0-h200"] = {**VARIANTS["text+id-lora-2phase-mlm0"], "max_history": "200"}
 BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
 
