@@ -59,6 +59,11 @@ class BaseModelArguments:
     freeze_encoder: bool = field(default=False, metadata={"help": "Train no encoder weight (cached text vectors)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})
 
+    def __post_init__(self):
+        # refused at parsing, before any data or weights are loaded
+        if self.encoder_dropout is not None and not 0.0 <= self.encoder_dropout < 1.0:
+            raise InvalidInputError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
+
 
 def _bf16_without_gpu_means_cpu(args: TrainingArguments) -> None:
     """One recipe for every machine: bf16 autocast on a machine without a GPU means the CPU path (set before

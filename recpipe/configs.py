@@ -123,6 +123,7 @@ class ModelArguments(BaseModelArguments):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.use_text and not self.use_item_ids:
             raise InvalidInputError("at least one of use_text and use_item_ids must be true")
         if not 0.0 <= self.id_dropout < 1.0:

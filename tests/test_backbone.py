@@ -8,6 +8,8 @@ from conftest import NUM_ITEMS
 
 from recpipe.collators import FreshItemEncoder, SequenceCollator, make_windows
 from recpipe.configs import ModelArguments, RecModelConfig
+from recpipe.ctr.config import CTRModelArguments
+from recpipe.errors import InvalidInputError
 from recpipe.losses import SoftmaxRecLoss
 from recpipe.modeling import RecModel, build_model
 
@@ -19,6 +21,13 @@ def id_only_args(**kw) -> ModelArguments:
 
 def id_only_model(num_items: int, max_history: int, **kw) -> RecModel:
     return RecModel(RecModelConfig.from_arguments(id_only_args(**kw), num_items=num_items, max_history=max_history))
+
+
+@pytest.mark.parametrize("arguments", [ModelArguments, CTRModelArguments])
+@pytest.mark.parametrize("p", [-0.1, 1.0])
+def test_encoder_dropout_out_of_range_is_refused_at_parsing(arguments, p):
+    with pytest.raises(InvalidInputError, match="encoder_dropout must be in"):
+        arguments(encoder_dropout=p)
 
 
 def test_items_and_positions_enter_the_user_tower_at_comparable_scale():

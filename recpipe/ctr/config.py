@@ -83,6 +83,7 @@ class CTRModelArguments(BaseModelArguments):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         default_model, default_targets = FAMILY_DEFAULTS[self.model_family]
         if self.model_name_or_path is None:
             self.model_name_or_path = default_model
