@@ -129,6 +129,16 @@ VARIANTS["text+id-frozen-h200"] = {
 VARIANTS["text+id-frozen-long-h200"] = {**VARIANTS["text+id-frozen-long"], "max_history": "200"}
 # ML-100K: the make-train recipe with histories of 200 (most users' whole sequence), to choose on valid against 50
 VARIANTS["text+id-lora-2phase-mlm0-h200"] = {**VARIANTS["text+id-lora-2phase-mlm0"], "max_history": "200"}
+# ML-1M: the method's variant, matched with text+id-frozen-long-h200 (its phase 1: the same 4,000 steps, histories of
+# 200), then 400 LoRA steps
+VARIANTS["text+id-lora-2phase-mlm0-long-h200"] = {
+    **VARIANTS["text+id-lora-2phase-mlm0"],
+    "max_history": "200",
+    "frozen_encoder_steps": "4000",
+    "max_steps": "4400",
+    "eval_steps": "400",
+    "save_steps": "400",
+}
 BASELINES = ("popularity", "item-knn")
 QUICK = {"variants": ["sasrec-id", "text+id-frozen"], "seeds": [0]}
 
