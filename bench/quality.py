@@ -109,6 +109,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     # no ID dropout: cold_loss trains the text-to-ID map alone, the warm model as without it
     "text+id-frozen-coldmap": {**FROZEN, "id_from_text": "true"},
     "text+id-lora-2phase-coldmap": {"id_from_text": "true"},
+    # the same map trained by ranking: half the warm items scored as cold items (targets and negatives alike)
+    "text+id-frozen-coldrank": {**FROZEN, "id_from_text": "true", "cold_loss_type": "rank"},
     "text-frozen": {
         **ONE_PHASE,
         "use_item_ids": "false",

@@ -212,6 +212,18 @@ class RecTrainingArguments(BaseTrainingArguments):
             "item texts against their trained ones; it trains only that map. Applies when id_from_text is on."
         },
     )
+    cold_loss_type: Literal["mse", "rank"] = field(
+        default="mse",
+        metadata={
+            "help": "What cold_loss teaches id_from_text: mse regresses the batch's trained ID vectors; rank scores a "
+            "random share (cold_rank_share) of the warm items, targets and negatives alike, as cold items are scored "
+            "(projected text + predicted ID vector) among the others' trained vectors and takes the rec loss, with "
+            "everything but the map detached: the predictions learn the scale at which they rank."
+        },
+    )
+    cold_rank_share: float = field(
+        default=0.5, metadata={"help": "cold_loss_type rank: share of the warm items scored as cold items each step."}
+    )
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words rather than word pieces."})
     mlm_on_copy: bool = field(
         default=True,
@@ -288,6 +300,8 @@ class RecTrainingArguments(BaseTrainingArguments):
         super().__post_init__()
         if self.temperature <= 0:
             raise InvalidInputError("temperature must be > 0")
+        if not 0.0 < self.cold_rank_share <= 1.0:
+            raise InvalidInputError(f"cold_rank_share must be in (0, 1], got {self.cold_rank_share}")
         if self.frozen_encoder_steps < 0:
             raise InvalidInputError("frozen_encoder_steps must be >= 0")
         if self.encoder_phase_schedule and self.frozen_encoder_steps == 0:

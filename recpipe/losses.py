@@ -96,6 +96,7 @@ class CombinedLoss(nn.Module):
             "cold_loss": args.cold_weight,
         }
         self.rec = SoftmaxRecLoss(args.temperature, args.negatives, args.num_negatives, args.logq_correction)
+        self.cold_loss_type, self.cold_rank_share = args.cold_loss_type, args.cold_rank_share
         self.rel = ItemRelationLoss(args.rel_temperature)
         self.register_buffer("popularity", popularity, persistent=False)
 
@@ -117,6 +118,31 @@ class CombinedLoss(nn.Module):
         return parts
 
     def cold_start_loss(self, model, outputs: dict, batch: dict) -> torch.Tensor:
+        """``cold_regression_loss`` or ``cold_ranking_loss`` (``cold_loss_type``)."""
+        if self.cold_loss_type == "rank":
+            return self.cold_ranking_loss(model, outputs, batch)
+        return self.cold_regression_loss(model, batch)
+
+    def cold_ranking_loss(self, model, outputs: dict, batch: dict) -> torch.Tensor:
+        """The rec loss with a random share of the warm items (``cold_rank_share``) scored as cold items are —
+        projected text + the ID vector ``id_from_text`` predicts — among the other items' trained vectors, every
+        input but the map detached: the warm model trains as without it, and the predictions learn the scale at
+        which a cold item should rank. Because the share holds negatives as well as targets, "predicted" does not
+        mean "target" (the failure of ranking only the targets' predicted vectors, see ``cold_regression_loss``)."""
+        table = outputs["item_table"]
+        if not isinstance(table, torch.Tensor):  # ItemRows (sampled or in-batch negatives): every row
+            table = table[torch.arange(model.num_items + 1, device=batch["target_items"].device)]
+        text = model.text_cache.detach()
+        cold = model.projection(text).detach() + model.id_from_text(text)
+        # drawn on a fork of the RNG: the warm model's dropout draws stay as they would be without this part
+        device = table.device
+        with torch.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
+            share = torch.rand(len(table), device=device) < self.cold_rank_share
+        share &= model.id_gate > 0  # warm items only; the real cold items are no candidates of the rec loss
+        mixed = torch.where(share[:, None], cold.to(table.dtype), table.detach())
+        return self.rec(model, outputs["user_states"].detach(), mixed, batch["target_items"], self.popularity)
+
+    def cold_regression_loss(self, model, batch: dict) -> torch.Tensor:
         """Teach ``id_from_text`` the trained ID vectors of the batch's target items from their text (mean squared
         error against the detached ID vectors): a cold item then scores as a warm item with that text would, on the
         warm items' scale. Only the map learns from it, so the warm model trains as without it (up to the

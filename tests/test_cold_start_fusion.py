@@ -110,9 +110,10 @@ def test_id_from_text_needs_something_to_learn_from(tiny_model_dir, tmp_path):
         make_trainer(tiny_model_dir, tmp_path, margs=margs, cold_weight=0.0)
 
 
-def test_cold_loss_trains_only_the_text_to_id_map(tiny_model_dir, tmp_path):
-    """cold_loss scores every item as a cold item is scored and trains only ``id_from_text``: the warm model trains
-    bit-identically with and without it."""
+@pytest.mark.parametrize("cold_loss_type", ["mse", "rank"])
+def test_cold_loss_trains_only_the_text_to_id_map(tiny_model_dir, tmp_path, cold_loss_type):
+    """cold_loss (regression or ranking) trains only ``id_from_text``: the warm model trains bit-identically with
+    and without it."""
     dd, stats = without_cold_items()
     data_args = DataArguments(max_history=10, prepared_dir=str(tmp_path / "unused"))
     trained = {}
@@ -120,7 +121,13 @@ def test_cold_loss_trains_only_the_text_to_id_map(tiny_model_dir, tmp_path):
         margs = model_args(tiny_model_dir, use_item_ids=True, id_from_text=on)
         # no gradient clipping: its global norm is the one thing the map's gradient shares with the warm model's
         args = training_args(
-            tmp_path / str(on), max_steps=5, mlm_weight=0.0, rel_weight=0.0, cold_weight=1.0, max_grad_norm=0.0
+            tmp_path / str(on),
+            max_steps=5,
+            mlm_weight=0.0,
+            rel_weight=0.0,
+            cold_weight=1.0,
+            max_grad_norm=0.0,
+            cold_loss_type=cold_loss_type,
         )
         trainer, metrics = train_stage("finetune", data_args, margs, args, dd, stats)
         trained[on] = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
@@ -129,3 +136,50 @@ def test_cold_loss_trains_only_the_text_to_id_map(tiny_model_dir, tmp_path):
     mapped = {n for n in trained[True] if n.startswith("id_from_text")}
     assert mapped and set(trained[True]) - mapped == set(trained[False])
     assert all(torch.equal(trained[True][n], trained[False][n]) for n in trained[False]), "the warm model changed"
+
+
+def test_cold_ranking_loss_scores_a_share_of_warm_items_as_cold_and_trains_only_the_map(tiny_model_dir, tmp_path):
+    from recpipe.losses import CombinedLoss
+
+    model, _ = rec_model(model_args(tiny_model_dir, use_item_ids=True, id_from_text=True))
+    model.text_cache.normal_()
+    trained = torch.ones(NUM_ITEMS + 1, dtype=torch.bool)
+    trained[[0, *COLD]] = False
+    model.restrict_ids_to(trained)
+    popularity = trained.long()
+    targets = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
+    batch = {"input_items": torch.tensor([[5, 6, 7, 0], [1, 2, 3, 4]]), "target_items": targets}
+    outputs = model(**batch)
+
+    def ranking_loss(share):
+        args = training_args(tmp_path, cold_loss_type="rank", cold_rank_share=share, mlm_weight=0.0)
+        loss_fn = CombinedLoss(args, popularity)
+        model.zero_grad()
+        torch.manual_seed(0)
+        loss = loss_fn.cold_start_loss(model, outputs, batch)
+        loss.backward(retain_graph=True)
+        return loss
+
+    # share 1: every warm item is scored by projected text + predicted ID vector: the rec loss over that table
+    all_cold = model.projection(model.text_cache) + model.id_from_text(model.text_cache)
+    expected = CombinedLoss(training_args(tmp_path, mlm_weight=0.0), popularity).rec(
+        model, outputs["user_states"], all_cold, targets, popularity
+    )
+    assert torch.allclose(ranking_loss(1.0), expected)
+    graded = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert graded and all(n.startswith("id_from_text") for n in graded), graded
+    # a share below 1 mixes predicted and trained vectors: neither table's loss
+    mixed = ranking_loss(0.5)
+    assert not torch.allclose(mixed, expected)
+    assert not torch.allclose(
+        mixed,
+        CombinedLoss(training_args(tmp_path), popularity).rec(
+            model, outputs["user_states"], outputs["item_table"], targets, popularity
+        ),
+    )
+
+
+@pytest.mark.parametrize("share", [0.0, 1.5])
+def test_cold_rank_share_is_checked(tmp_path, share):
+    with pytest.raises(InvalidInputError, match="cold_rank_share"):
+        training_args(tmp_path, cold_rank_share=share)
