@@ -145,8 +145,8 @@ class CombinedLoss(nn.Module):
     def cold_regression_loss(self, model, batch: dict) -> torch.Tensor:
         """Teach ``id_from_text`` the trained ID vectors of the batch's target items from their text (mean squared
         error against the detached ID vectors): a cold item then scores as a warm item with that text would, on the
-        warm items' scale. Only the map learns from it, so the warm model trains as without it (up to the
-        gradient-norm clipping they share).
+        warm items' scale. Only the map learns from it, so the warm model trains as without it (the trainer clips the
+        map's gradient apart from the others').
 
         Ranking losses were tried first and fail by construction: with the positive always a predicted vector, the
         map learns that "predicted" means "target" and lifts every predicted vector above the warm ones (valid

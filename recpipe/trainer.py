@@ -106,10 +106,31 @@ class RecTrainer(BaseTrainer):
         return optimizer_cls, kwargs
 
     def _clip_grad_norm(self, model):
-        if not self.args.sparse_id_updates:
-            return super()._clip_grad_norm(model)
-        self.accelerator.unscale_gradients()
-        return clip_grad_norm_(model.parameters(), self.args.max_grad_norm)  # torch's refuses sparse gradients
+        # the text-to-ID map that only cold_loss trains is clipped on its own: its gradient must not shrink the warm
+        # model's through a shared global norm (with it, the warm model trains exactly as without the map)
+        apart = self._clipped_apart(model)
+        grads = [p.grad for p in apart]
+        for p in apart:
+            p.grad = None
+        try:
+            if not self.args.sparse_id_updates:
+                return super()._clip_grad_norm(model)
+            self.accelerator.unscale_gradients()
+            return clip_grad_norm_(model.parameters(), self.args.max_grad_norm)  # torch's refuses sparse gradients
+        finally:
+            for p, g in zip(apart, grads):
+                p.grad = g
+            if apart:
+                torch.nn.utils.clip_grad_norm_(apart, self.args.max_grad_norm)
+
+    def _clipped_apart(self, model) -> list[torch.nn.Parameter]:
+        """The parameters with a gradient of their own loss only: ``id_from_text`` when ``cold_loss`` alone trains it
+        (no ``id_dropout``, whose rec loss would reach it too)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        cold_map = getattr(unwrapped, "id_from_text", None)
+        if cold_map is None or unwrapped.model_config.id_dropout > 0:
+            return []
+        return [p for p in cold_map.parameters() if p.grad is not None]
 
     def _get_grad_norm(self, model, grad_norm=None):
         if grad_norm is None and self.args.sparse_id_updates:
