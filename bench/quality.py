@@ -72,6 +72,14 @@ VARIANTS: dict[str, dict[str, str]] = {
     # the LoRA phase on its own learning-rate schedule (warmup, peak 1e-3, decay over its 400 steps) instead of the
     # shared schedule's tail (1/6 of the peak at step 2,000, decaying to 0)
     "text+id-lora-2phase-ps": {"mlm_weight": "0", "encoder_phase_schedule": "true"},
+    # the towers and ID embeddings held where phase 1 left them: the adapters fit the text to fixed towers
+    "text+id-lora-2phase-fixed": {"mlm_weight": "0", "encoder_phase_towers": "false"},
+    # the same with the adapters on their own schedule (peak 1e-3 in the LoRA phase)
+    "text+id-lora-2phase-fixed-ps": {
+        "mlm_weight": "0",
+        "encoder_phase_towers": "false",
+        "encoder_phase_schedule": "true",
+    },
     "text+id-adalora": {**LORA_600, "peft_type": "adalora"},
     "text+id-full": {**LORA_600, "peft_type": "none", "encoder_learning_rate": "3e-5"},
     "text+id-frozen": {

@@ -199,6 +199,14 @@ class RecTrainingArguments(BaseTrainingArguments):
             "the adapters at an already decayed rate). The towers keep the shared schedule."
         },
     )
+    encoder_phase_towers: bool = field(
+        default=True,
+        metadata={
+            "help": "With frozen_encoder_steps > 0: whether the towers and ID embeddings keep training in the encoder "
+            "phase; false holds them where the cached-vector phase left them (learning rate 0), so the adapters fit "
+            "the item text to fixed towers."
+        },
+    )
     pretrain_max_steps: int = field(default=200, metadata={"help": "Optimizer steps of the pretraining stage."})
     pretrain_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of pretraining (default: learning_rate)."}
@@ -306,6 +314,8 @@ class RecTrainingArguments(BaseTrainingArguments):
             raise InvalidInputError("frozen_encoder_steps must be >= 0")
         if self.encoder_phase_schedule and self.frozen_encoder_steps == 0:
             raise InvalidInputError("encoder_phase_schedule needs frozen_encoder_steps > 0 (an encoder phase)")
+        if not self.encoder_phase_towers and self.frozen_encoder_steps == 0:
+            raise InvalidInputError("encoder_phase_towers false needs frozen_encoder_steps > 0 (an encoder phase)")
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise InvalidInputError(f"unknown stages {unknown}: choose from {list(STAGES)}")

@@ -34,6 +34,11 @@ def phase_factor(step: int, *, start: int, warmup: int, end: int) -> float:
     return max(0.0, (end - start - step) / max(1, end - start - warmup))
 
 
+def until_step(factor, step: int, *, end: int) -> float:
+    """``factor(step)`` before ``end``, 0 from it on: a group that stops training where a phase begins."""
+    return factor(step) if step < end else 0.0
+
+
 class RecTrainer(BaseTrainer):
     comparison_metrics = ("eval/ndcg@10", "eval/recall@10", "test/ndcg@10", "test/recall@10", "test/mrr@10")
 
@@ -75,7 +80,7 @@ class RecTrainer(BaseTrainer):
     def learning_rates(self, model):
         """The encoder on its own learning rate (``encoder_learning_rate``): full fine-tuning of a pretrained encoder
         wants ~2e-5 while the fresh towers and heads want ~1e-3. Its own group too when it has its own schedule."""
-        if self.args.encoder_learning_rate is None and not self.args.encoder_phase_schedule:
+        if self.args.encoder_learning_rate is None and not self.encoder_groups_apart():
             return None
         encoder_lr = self.args.encoder_learning_rate
         return lambda name: encoder_lr if name.startswith("encoder.") else None
@@ -83,20 +88,30 @@ class RecTrainer(BaseTrainer):
     def param_group_label(self, name: str) -> str:
         return "encoder" if name.startswith("encoder.") else ""
 
+    def encoder_groups_apart(self) -> bool:
+        """Whether the schedule treats the encoder's optimizer groups apart from the towers'."""
+        return self.args.encoder_phase_schedule or not self.args.encoder_phase_towers
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """The shared schedule; with ``encoder_phase_schedule`` the encoder's groups get one of their own: warmup and
-        linear decay over the encoder phase, zero before it."""
+        linear decay over the encoder phase, zero before it; with ``encoder_phase_towers: false`` the other groups
+        stop (factor 0) where the encoder phase starts."""
         scheduler = super().create_scheduler(num_training_steps, optimizer)
         start = self.encoder_start_step()
-        if not self.args.encoder_phase_schedule or start == 0:
+        if not self.encoder_groups_apart() or start == 0:
             return scheduler
         if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             kind = type(scheduler).__name__
-            raise InvalidInputError(f"encoder_phase_schedule needs a LambdaLR schedule, got {kind}")
+            raise InvalidInputError(
+                f"encoder_phase_schedule and encoder_phase_towers need a LambdaLR schedule, got {kind}"
+            )
         warmup = self.args.get_warmup_steps(num_training_steps - start)
         for i, group in enumerate(scheduler.optimizer.param_groups):
             if group.get("label") == "encoder":
-                scheduler.lr_lambdas[i] = partial(phase_factor, start=start, warmup=warmup, end=num_training_steps)
+                if self.args.encoder_phase_schedule:
+                    scheduler.lr_lambdas[i] = partial(phase_factor, start=start, warmup=warmup, end=num_training_steps)
+            elif not self.args.encoder_phase_towers:
+                scheduler.lr_lambdas[i] = partial(until_step, scheduler.lr_lambdas[i], end=start)
         return scheduler
 
     def get_optimizer_cls_and_kwargs(self, args, model=None):

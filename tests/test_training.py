@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import NUM_ITEMS, item_text, synthetic_prepared
 from helpers import make_trainer, model_args, rec_model, training_args
+from transformers import TrainerCallback
 
 from recpipe.collators import PairCollator
 from recpipe.configs import DataArguments
@@ -286,6 +287,47 @@ def test_encoder_phase_schedule_starts_the_adapters_at_their_own_peak(tiny_model
 
     with pytest.raises(ValueError, match="frozen_encoder_steps"):
         training_args(tmp_path, encoder_phase_schedule=True, frozen_encoder_steps=0)
+
+
+def test_encoder_phase_towers_false_holds_the_towers_in_the_encoder_phase(tiny_model_dir, tmp_path):
+    """``encoder_phase_towers: false``: the towers follow the shared schedule until the encoder phase and stop there
+    (learning rate 0: AdamW then moves them neither by gradient nor by weight decay); the encoder keeps its own."""
+    margs = model_args(tiny_model_dir, peft_type="lora", use_item_ids=True)
+    targs = dict(max_steps=20, frozen_encoder_steps=10, warmup_steps=2, learning_rate=1e-3, lr_scheduler_type="linear")
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, encoder_phase_towers=False, **targs)
+    trainer.create_optimizer_and_scheduler(num_training_steps=20)
+    groups = trainer.optimizer.param_groups
+    encoder = [i for i, g in enumerate(groups) if g["label"] == "encoder"]
+    towers = [i for i, g in enumerate(groups) if g["label"] == ""]
+    assert encoder and towers
+    lrs = []
+    for _ in range(20):
+        lrs.append([g["lr"] for g in groups])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    for i in towers:
+        assert lrs[9][i] == pytest.approx(1e-3 * 11 / 18) and all(lrs[s][i] == 0.0 for s in range(10, 20))
+    for i in encoder:  # the shared schedule's tail, as without the option
+        assert lrs[11][i] == pytest.approx(1e-3 * 9 / 18)
+
+    # trained: the tower weights at the end are those of the end of the cached-vector phase
+    trainer, *_ = make_trainer(tiny_model_dir, tmp_path / "run", margs=margs, encoder_phase_towers=False, **targs)
+    snapshots = {}
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step in (10, 20):
+                snapshots[state.global_step] = {
+                    n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad
+                }
+
+    trainer.add_callback(Snapshot())
+    trainer.train()
+    moved = {n for n in snapshots[10] if not torch.equal(snapshots[10][n], snapshots[20][n])}
+    assert moved and all(n.startswith("encoder.") for n in moved), sorted(moved)[:5]
+
+    with pytest.raises(ValueError, match="frozen_encoder_steps"):
+        training_args(tmp_path, encoder_phase_towers=False, frozen_encoder_steps=0)
 
 
 @pytest.mark.parametrize("on_copy", [True, False])
