@@ -140,10 +140,11 @@ class RecTrainer(BaseTrainer):
 
     def _clipped_apart(self, model) -> list[torch.nn.Parameter]:
         """The parameters with a gradient of their own loss only: ``id_from_text`` when ``cold_loss`` alone trains it
-        (no ``id_dropout``, whose rec loss would reach it too)."""
+        (no ``id_dropout``, whose rec loss would reach it too). Not under fp16's gradient scaler, which unscales an
+        optimizer's gradients once per step: there the map shares the global norm."""
         unwrapped = self.accelerator.unwrap_model(model)
         cold_map = getattr(unwrapped, "id_from_text", None)
-        if cold_map is None or unwrapped.model_config.id_dropout > 0:
+        if cold_map is None or unwrapped.model_config.id_dropout > 0 or self.accelerator.scaler is not None:
             return []
         return [p for p in cold_map.parameters() if p.grad is not None]
 
