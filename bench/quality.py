@@ -119,6 +119,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "text+id-lora-2phase-coldmap": {"id_from_text": "true"},
     # the same map trained by ranking: half the warm items scored as cold items (targets and negatives alike)
     "text+id-frozen-coldrank": {**FROZEN, "id_from_text": "true", "cold_loss_type": "rank"},
+    "text+id-lora-2phase-mlm0-coldrank": {"mlm_weight": "0", "id_from_text": "true", "cold_loss_type": "rank"},
     "text-frozen": {
         **ONE_PHASE,
         "use_item_ids": "false",
