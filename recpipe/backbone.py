@@ -154,12 +154,17 @@ def load_masked_lm(config: BackboneConfig):
     return encoder, tokenizer
 
 
+def check_encoder_dropout(p: float | None) -> None:
+    """``encoder_dropout`` is None (the model's own) or a probability in [0, 1)."""
+    if p is not None and not 0.0 <= p < 1.0:
+        raise InvalidInputError(f"encoder_dropout must be in [0, 1), got {p}")
+
+
 def set_dropout(module: nn.Module, p: float) -> None:
     """Set every dropout inside ``module`` to ``p``: each ``nn.Dropout`` (BERT-like models read their attention
     dropout from one at each forward, sdpa and eager alike) and the float ``attention_dropout`` that Llama-like
     attention layers keep instead."""
-    if not 0.0 <= p < 1.0:
-        raise InvalidInputError(f"encoder_dropout must be in [0, 1), got {p}")
+    check_encoder_dropout(p)
     for child in module.modules():
         if isinstance(child, nn.Dropout):
             child.p = p

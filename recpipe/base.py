@@ -27,6 +27,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from recpipe.atomic_files import is_out_of_space, remove, remove_if_empty, remove_leftovers, replace_dir
+from recpipe.backbone import check_encoder_dropout
 from recpipe.checkpointing import STAGING_DIR, last_complete_checkpoint, run_has_ended, save_training_files
 from recpipe.errors import InvalidInputError, NonFiniteLossError, WriteFailedError
 from recpipe.peft_utils import AdaLoraCallback, adalora_orthogonal_loss, is_adalora
@@ -61,8 +62,7 @@ class BaseModelArguments:
 
     def __post_init__(self):
         # refused at parsing, before any data or weights are loaded
-        if self.encoder_dropout is not None and not 0.0 <= self.encoder_dropout < 1.0:
-            raise InvalidInputError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
+        check_encoder_dropout(self.encoder_dropout)
 
 
 def _bf16_without_gpu_means_cpu(args: TrainingArguments) -> None:

@@ -256,27 +256,35 @@ def test_frozen_encoder_phase_trains_towers_first_then_adapters(tiny_model_dir, 
     assert later and all(h["mlm_loss"] > 0 for h in later)
 
 
+def group_learning_rates(trainer, steps: int) -> tuple[list[int], list[int], list[list[float]]]:
+    """The encoder's and the towers' optimizer groups (indices), and every group's learning rate at each of
+    ``steps`` scheduler steps."""
+    trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+    groups = trainer.optimizer.param_groups
+    encoder = [i for i, g in enumerate(groups) if g["label"] == "encoder"]
+    towers = [i for i, g in enumerate(groups) if g["label"] == ""]
+    assert encoder and towers
+    lrs = []
+    for _ in range(steps):
+        lrs.append([g["lr"] for g in groups])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    return encoder, towers, lrs
+
+
 def test_encoder_phase_schedule_starts_the_adapters_at_their_own_peak(tiny_model_dir, tmp_path):
     """``encoder_phase_schedule``: the encoder's groups warm up from the phase's first step and decay to 0 at the end
     (not the shared schedule's decayed tail); the towers keep the shared schedule."""
     margs = model_args(tiny_model_dir, peft_type="lora", use_item_ids=True)
     targs = dict(max_steps=20, frozen_encoder_steps=10, warmup_steps=2, learning_rate=1e-3, lr_scheduler_type="linear")
     trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, encoder_phase_schedule=True, **targs)
-    trainer.create_optimizer_and_scheduler(num_training_steps=20)
+    encoder, towers, lrs = group_learning_rates(trainer, steps=20)
     groups = trainer.optimizer.param_groups
-    encoder = [i for i, g in enumerate(groups) if g["label"] == "encoder"]
-    towers = [i for i, g in enumerate(groups) if g["label"] == ""]
-    assert encoder and towers
     assert all(
         n.startswith("encoder.")
         for n, p in trainer.model.named_parameters()
         if p.requires_grad and any(p is q for i in encoder for q in groups[i]["params"])
     )
-    lrs = []
-    for _ in range(20):
-        lrs.append([g["lr"] for g in groups])
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
     at = lambda step, i: lrs[step][i]  # noqa: E731
     for i in encoder:
         assert [at(s, i) for s in (0, 9)] == [0.0, 0.0]  # nothing before the phase
@@ -295,16 +303,7 @@ def test_encoder_phase_towers_false_holds_the_towers_in_the_encoder_phase(tiny_m
     margs = model_args(tiny_model_dir, peft_type="lora", use_item_ids=True)
     targs = dict(max_steps=20, frozen_encoder_steps=10, warmup_steps=2, learning_rate=1e-3, lr_scheduler_type="linear")
     trainer, *_ = make_trainer(tiny_model_dir, tmp_path, margs=margs, encoder_phase_towers=False, **targs)
-    trainer.create_optimizer_and_scheduler(num_training_steps=20)
-    groups = trainer.optimizer.param_groups
-    encoder = [i for i, g in enumerate(groups) if g["label"] == "encoder"]
-    towers = [i for i, g in enumerate(groups) if g["label"] == ""]
-    assert encoder and towers
-    lrs = []
-    for _ in range(20):
-        lrs.append([g["lr"] for g in groups])
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
+    encoder, towers, lrs = group_learning_rates(trainer, steps=20)
     for i in towers:
         assert lrs[9][i] == pytest.approx(1e-3 * 11 / 18) and all(lrs[s][i] == 0.0 for s in range(10, 20))
     for i in encoder:  # the shared schedule's tail, as without the option
